@@ -1,0 +1,6 @@
+"""Operator definitions (the op table) and, later, operator search (GOS).
+
+Importing this package registers every built-in op with :mod:`ir.registry`.
+"""
+
+from operators import conv, elementwise  # noqa: F401

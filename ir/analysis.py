@@ -42,8 +42,10 @@ def body_flops(expr: sympy.Expr) -> int:
     if isinstance(expr, sympy.Add):
         return inner + len(args) - 1
     if isinstance(expr, sympy.Mul):
-        factors = [a for a in args if a != -1]
-        # x / y is Mul(x, Pow(y, -1)): count the division once, in the Pow below
+        # x / y is Mul(x, Pow(y, -1)): count the division once, in the Pow below (unless y is an index
+        # expression: then the Pow is free and the Mul counts the division)
+        factors = [a for a in args if a != -1 and not (isinstance(a, sympy.Pow) and a.args[1] == -1
+                                                       and not _is_index_expr(a))]
         return inner + max(len(factors) - 1, 0)
     if isinstance(expr, sympy.Pow):
         base, exp = args

@@ -6,7 +6,7 @@ An instruction is a short sequence of stages. Each stage defines one tensor in i
 
 with output index variables (``axes``, one per output dimension, with extents ``shape``), an optional reduction
 (``reduce`` ∈ {sum, max, min} over ``reduce_axes`` with extents ``reduce_shape``) and a ``body``: a sympy expression
-over tensor accesses ``IndexedBase(name)[idx...]``. Accessed names are the instruction's inputs or earlier stages.
+over tensor accesses ``IndexedBase(name)[idx...]`` (use :func:`read`: rank-0 tensors are read as ``X[0]``). Accessed names are the instruction's inputs or earlier stages.
 The last stage is the operator's output. Index arithmetic uses ``+ - *`` and :class:`idiv` / :class:`imod`
 (floor division / modulo by a constant); data arithmetic uses ``+ - * /``, ``Pow``, ``exp``, ``log``, ``sqrt``,
 ``tanh``, ``erf``, ``Abs``, ``Max``, ``Min`` and ``Piecewise`` (for padding and concatenation).
@@ -59,6 +59,12 @@ def index_vars(names: str) -> tuple[sympy.Symbol, ...]:
 
 def tensor(name: str) -> sympy.IndexedBase:
     return sympy.IndexedBase(name)
+
+
+def read(name: str, index: Sequence) -> sympy.Indexed:
+    """``name[index]``; a rank-0 tensor is read as ``name[0]`` (sympy needs an index; buffers hold one element)."""
+    index = tuple(index)
+    return sympy.IndexedBase(name)[index if index else (sympy.Integer(0),)]
 
 
 @dataclass(frozen=True)
@@ -149,7 +155,7 @@ class Instruction:
                 if base not in known:
                     raise ValueError(f"stage {st.name} reads {base}, which is neither an input nor an earlier stage")
                 rank = known[base]
-                if rank is not None and rank != len(acc.indices):
+                if rank is not None and max(rank, 1) != len(acc.indices):
                     raise ValueError(f"stage {st.name} indexes {base} with {len(acc.indices)} indices, rank {rank}")
             used = set()
             for atom in st.body.atoms(sympy.Symbol):

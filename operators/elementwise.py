@@ -11,7 +11,7 @@ import math
 import sympy
 
 from ir.graph import TensorType
-from ir.instruction import Instruction, Stage, axes, broadcast_index, tensor
+from ir.instruction import Instruction, Stage, axes, broadcast_index, read
 from ir.registry import OpDef, register_op
 from operators.common import broadcast_shapes, same_dtype
 
@@ -112,7 +112,7 @@ _ONNX_DECOMPOSED = {"silu": _onnx_silu, "gelu": _onnx_gelu, "gelu_tanh": _onnx_g
 def _make_unary(name, math_fn, torch_fn, onnx_op, doc):
     def instruction(attrs, in_types, out_type):
         i = axes("i", len(out_type.shape))
-        return Instruction(("X",), (Stage("Y", i, out_type.shape, math_fn(tensor("X")[i] if i else tensor("X")[()], attrs)),))
+        return Instruction(("X",), (Stage("Y", i, out_type.shape, math_fn(read("X", i), attrs)),))
 
     def onnx_fn(attrs, ins, out, ctx):
         from onnx import helper
@@ -155,8 +155,8 @@ def _binary_infer(name):
 def _make_binary(name, math_fn, torch_fn, onnx_op, doc):
     def instruction(attrs, in_types, out_type):
         i = axes("i", len(out_type.shape))
-        a = tensor("A")[broadcast_index(in_types[0].shape, i)]
-        b = tensor("B")[broadcast_index(in_types[1].shape, i)]
+        a = read("A", broadcast_index(in_types[0].shape, i))
+        b = read("B", broadcast_index(in_types[1].shape, i))
         return Instruction(("A", "B"), (Stage("Y", i, out_type.shape, math_fn(a, b)),))
 
     def onnx_fn(attrs, ins, out, ctx):

@@ -1,0 +1,116 @@
+"""Whole-model compile: graph → fused groups → scheduled PrimFuncs → one Relax module → :class:`Compiled`.
+
+Each group is lowered generically from its math instructions (:mod:`schedules.lowering`), scheduled (a tuned
+schedule from the caller when there is one, else :func:`schedules.default.default_schedule`), and called from a
+Relax ``main`` with ``call_tir``. Weights are ``relax.const`` so the exported .so is self-contained.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from ir.graph import CONSTANT, Graph
+from ir.verify import verify
+from nacos.compiled import Compiled, KernelInfo
+from schedules.default import default_schedule
+from schedules.fusion import partition
+from schedules.lowering import Group, lower_group
+from schedules.tvm_env import make_target, tvm
+
+# A schedule provider returns a scheduled IRModule for a group's PrimFunc, or None to use the default.
+ScheduleProvider = Callable[[Group, "tvm.tirx.PrimFunc"], "tvm.IRModule | None"]
+
+OPAQUE = 8  # Relax op_pattern kOpaque: keeps the default pipeline from fusing our PrimFuncs together
+
+
+@dataclass
+class CompileStats:
+    groups: int = 0
+    lower_s: float = 0.0
+    schedule_s: float = 0.0
+    build_s: float = 0.0
+    tuned: int = 0
+    kernels: list = field(default_factory=list)
+
+
+def compile(graph: Graph, target=None, schedules: ScheduleProvider | Mapping | None = None,
+            fuse: bool = True) -> Compiled:
+    """Compile ``graph`` for ``target`` (default: this CPU with its real mcpu) into a runnable :class:`Compiled`.
+
+    ``schedules`` may be a callable ``(group, primfunc) -> IRModule | None`` (e.g. a tuning database's best
+    schedules) or a mapping from group output name to a scheduled IRModule; groups it has nothing for get the
+    default schedule.
+    """
+    relax = tvm.relax
+    verify(graph)
+    tgt = make_target(target)
+    stats = CompileStats()
+    nodes = graph.node_map
+    groups = partition(graph, fuse=fuse)
+    stats.groups = len(groups)
+
+    bb = relax.BlockBuilder()
+    params = [relax.Var(_var_name(n), relax.TensorType(list(nodes[n].shape), nodes[n].dtype))
+              for n in graph.inputs]
+    values: dict[str, object] = dict(zip(graph.inputs, params))
+    kernels: list[KernelInfo] = []
+    with bb.function("main", params):
+        with bb.dataflow():
+            for k, group in enumerate(groups):
+                t0 = time.perf_counter()
+                func, hint = lower_group(graph, group)
+                t1 = time.perf_counter()
+                mod = _provided(schedules, group, func)
+                if mod is None:
+                    mod = default_schedule(func, hint).mod
+                else:
+                    stats.tuned += 1
+                stats.lower_s += t1 - t0
+                stats.schedule_s += time.perf_counter() - t1
+                name = f"k{k:03d}_{group.name}"[:60]
+                prim = mod["main"].with_attr("global_symbol", name).with_attr("op_pattern", OPAQUE)
+                gv = bb.add_func(prim, name)
+                args = []
+                for i in group.inputs:
+                    if i not in values:
+                        node = nodes[i]
+                        assert node.op == CONSTANT, f"{i} used before it is computed"
+                        values[i] = relax.const(_as_buffer(graph.params[i]), node.dtype)
+                    args.append(values[i])
+                out = nodes[group.output]
+                values[group.output] = bb.emit(relax.call_tir(
+                    gv, args, relax.TensorType(list(out.shape) or [1], out.dtype)))
+                kernels.append(KernelInfo(name, tuple(n.name for n in group.nodes), tuple(n.op for n in group.nodes),
+                                          group.output))
+            outs = [values[o] for o in graph.outputs]
+            result = bb.emit_output(relax.Tuple(outs) if len(outs) > 1 else outs[0])
+        bb.emit_func_output(result)
+    mod = bb.get()
+    t0 = time.perf_counter()
+    with tgt:
+        exe = tvm.compile(mod, tgt)
+    stats.build_s = time.perf_counter() - t0
+    stats.kernels = kernels
+    return Compiled.from_executable(exe, graph, str(tgt), kernels, stats=stats)
+
+
+def _provided(schedules, group: Group, func):
+    if schedules is None:
+        return None
+    if callable(schedules):
+        return schedules(group, func)
+    return schedules.get(group.output)
+
+
+def _as_buffer(value):
+    import numpy as np
+
+    arr = np.ascontiguousarray(value)
+    return arr.reshape(1) if arr.ndim == 0 else arr
+
+
+def _var_name(name: str) -> str:
+    out = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+    return out if out and not out[0].isdigit() else "v_" + out

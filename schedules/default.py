@@ -1,0 +1,204 @@
+"""A reasonable schedule for any lowered group, derived from its loop structure (not from the op name).
+
+TVM's no-schedule path is 20–80× slower than onnxruntime here, so every kernel gets, at least, parallel outer
+loops and vectorized inner loops:
+
+* the *main* block (the largest reduction) gets a register tile: the innermost spatial loop is split into vector
+  lanes, one more spatial loop that some input does not depend on (so its loads are reused across the tile) is split
+  into an unrolled tile, the reduction loops move outside the tile, the accumulators live in a local buffer, and the
+  outer spatial loops are fused and run in parallel;
+* elementwise epilogues of the main block (bias, activation, residual add) are computed inside its parallel loop,
+  right after each tile is finished, so the intermediate never goes to memory;
+* every other block (padding, softmax stages, pure elementwise kernels) is fused, vectorized and parallelized on
+  its own (padding is kept as its own stage: inlined into a vectorized loop it was 30× slower here).
+
+Every step is tried on a copy of the schedule and skipped if TVM rejects it, so a schedule never fails to build.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schedules.tvm_env import tvm, vector_lanes
+
+Schedule = tvm.s_tir.Schedule
+
+VECTOR_LANES = vector_lanes("float32")  # 16 with AVX-512, 8 with AVX2
+PARALLEL_MIN_WORK = 1 << 15  # below this many multiply-adds a parallel loop costs more (≈1.2 µs) than it saves
+
+
+@dataclass(frozen=True)
+class MainHint:
+    """What the lowering knows about the main block: which spatial axes some input does not read."""
+
+    block: str
+    reuse_axes: tuple[int, ...]   # positions of spatial axes absent from at least one input access
+
+
+def _divisor(extent: int, choices=(VECTOR_LANES * 2, VECTOR_LANES)) -> int:
+    for c in choices:
+        if extent % c == 0:
+            return c
+    if extent <= VECTOR_LANES:
+        return extent
+    for c in range(VECTOR_LANES, 3, -1):
+        if extent % c == 0:
+            return c
+    return 1
+
+
+def _iter_kinds(sch: Schedule, block) -> list[int]:
+    return [int(iv.iter_type) for iv in sch.get(block).iter_vars]
+
+
+def _extents(sch: Schedule, loops) -> list[int]:
+    out = []
+    for lp in loops:
+        ext = sch.get(lp).extent
+        out.append(int(ext) if hasattr(ext, "value") or isinstance(ext, int) else int(ext.value))
+    return out
+
+
+def _try(sch: Schedule, fn) -> Schedule:
+    """Apply ``fn`` to a copy; keep the copy if TVM accepted every primitive."""
+    trial = sch.copy()
+    try:
+        fn(trial)
+    except Exception:  # noqa: BLE001 — any rejected primitive means: keep the schedule as it was
+        return sch
+    return trial
+
+
+def _work(sch: Schedule, block) -> int:
+    total = 1
+    for e in _extents(sch, sch.get_loops(block)):
+        total *= e
+    return total
+
+
+def schedule_injective(sch: Schedule, block) -> None:
+    """Fuse all loops, split into vector lanes, parallelize the outer part when the kernel is big enough."""
+    loops = sch.get_loops(block)
+    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
+    total = _extents(sch, [fused])[0]
+    lanes = _divisor(total, (VECTOR_LANES * 2, VECTOR_LANES, 4)) if total >= 4 else 1
+    if lanes in (1, total) and total > VECTOR_LANES:
+        lanes = 1
+    if lanes > 1:
+        outer, inner = sch.split(fused, [None, lanes])
+        sch.vectorize(inner)
+    else:
+        outer = fused
+    if total >= PARALLEL_MIN_WORK:
+        sch.parallel(outer)
+
+
+def schedule_reduction(sch: Schedule, block, reuse_axes: tuple[int, ...] = (), epilogue=None) -> None:
+    """Register-tiled reduction (see the module docstring)."""
+    kinds = _iter_kinds(sch, block)
+    loops = sch.get_loops(block)
+    spatial = [lp for lp, k in zip(loops, kinds) if k == 0]
+    reduce = [lp for lp, k in zip(loops, kinds) if k != 0]
+    ext = _extents(sch, spatial)
+    if not spatial:
+        return
+    lanes = _divisor(ext[-1]) if ext[-1] >= 4 else 1
+    outer_loops, tile = [], []
+    tile_axis = None
+    candidates = [a for a in reuse_axes if a < len(spatial) - 1 and ext[a] > 1]
+    if candidates:
+        tile_axis = max(candidates, key=lambda a: ext[a])
+    for a, lp in enumerate(spatial):
+        if a == len(spatial) - 1 and lanes > 1:
+            o, i = sch.split(lp, [None, lanes])
+            outer_loops.append(o)
+            tile.append(("vector", i))
+        elif a == tile_axis:
+            factor = next((f for f in (8, 4, 2) if ext[a] % f == 0), 1)
+            if factor > 1:
+                o, i = sch.split(lp, [None, factor])
+                outer_loops.append(o)
+                tile.insert(0, ("unroll", i))
+            else:
+                outer_loops.append(lp)
+        else:
+            outer_loops.append(lp)
+    sch.reorder(*outer_loops, *reduce, *[lp for _, lp in tile])
+    fused = sch.fuse(*outer_loops) if len(outer_loops) > 1 else outer_loops[0]
+    work = _work(sch, block)
+    if work >= PARALLEL_MIN_WORK:
+        sch.parallel(fused)
+    if epilogue is not None:
+        epilogue(sch, block, fused)
+    else:
+        cw = sch.cache_write(block, 0, "local")
+        sch.reverse_compute_at(cw, fused)
+        _vectorize_innermost(sch, cw)
+    for kind, lp in tile:
+        if kind == "vector":
+            sch.vectorize(lp)
+        else:
+            sch.unroll(lp)
+    if reduce:
+        # after the loop annotations: the decomposed update block no longer counts as a reduction block
+        sch.decompose_reduction(block, reduce[0])
+
+
+def _vectorize_innermost(sch: Schedule, block) -> None:
+    loops = sch.get_loops(block)
+    ext = _extents(sch, [loops[-1]])[0]
+    if 1 < ext <= 64:
+        sch.vectorize(loops[-1])
+
+
+def _is_reduction(sch: Schedule, block) -> bool:
+    return any(k != 0 for k in _iter_kinds(sch, block))
+
+
+def default_schedule(func, hint: MainHint | None = None) -> Schedule:
+    """A schedule for a lowered group (see the module docstring)."""
+    sch = Schedule(func)
+    root = sch.get_sblock("root")
+    blocks = list(sch.get_child_blocks(root))
+    names = [sch.get(b).name_hint for b in blocks]
+    reductions = [n for n, b in zip(names, blocks) if _is_reduction(sch, b)]
+    main = hint.block if hint and hint.block in names else (max(
+        reductions, key=lambda n: _work(sch, sch.get_sblock(n))) if reductions else None)
+    done: set[str] = set()
+    if main is not None:
+        after = names[names.index(main) + 1:]
+        epilogue_ok = after and all(not _is_reduction(sch, sch.get_sblock(n)) for n in after)
+
+        def with_epilogue(s: Schedule) -> None:
+            for n in after[:-1]:
+                s.compute_inline(s.get_sblock(n))
+            main_block = s.get_sblock(main)
+            s.set_scope(main_block, 0, "local")
+
+            def epilogue(s2, blk, fused):
+                out = s2.get_sblock(after[-1])
+                s2.reverse_compute_at(out, fused)
+                _vectorize_innermost(s2, out)
+            schedule_reduction(s, main_block, hint.reuse_axes if hint else (), epilogue)
+
+        def alone(s: Schedule) -> None:
+            schedule_reduction(s, s.get_sblock(main), hint.reuse_axes if hint else ())
+
+        tried = _try(sch, with_epilogue) if epilogue_ok else sch
+        if tried is not sch:
+            sch, done = tried, {main, *after}
+        else:
+            new = _try(sch, alone)
+            if new is not sch:
+                sch, done = new, {main}
+    for n in names:
+        if n in done:
+            continue
+        def one(s: Schedule, n=n) -> None:
+            b = s.get_sblock(n)
+            if _is_reduction(s, b):
+                schedule_reduction(s, b)
+            else:
+                schedule_injective(s, b)
+        sch = _try(sch, one)
+    return sch

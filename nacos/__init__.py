@@ -1,0 +1,32 @@
+"""nacos — Neural Architecture and Compiler Optimization co-Search.
+
+Public API::
+
+    graph = nacos.load("model.onnx")                 # or nacos.load(torch_module, (example_input,))
+    info = nacos.inspect(graph)                      # per-node FLOPs/params/bytes from the math instructions
+    model = nacos.compile(graph)                     # TVM, default schedules, this CPU
+    outputs = model(x)                               # list of numpy arrays
+    model.export("out/"); nacos.Compiled.load("out/")
+
+Heavy dependencies (tvm, torch, onnx) are imported on first use, not by ``import nacos``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nacos.api import compile, inspect, load
+
+__version__ = "0.1.0"
+__all__ = ["load", "compile", "inspect", "Compiled", "__version__"]
+
+if TYPE_CHECKING:
+    from nacos.compiled import Compiled
+
+
+def __getattr__(name: str):
+    if name == "Compiled":
+        from nacos.compiled import Compiled
+
+        return Compiled
+    raise AttributeError(f"module 'nacos' has no attribute {name!r}")

@@ -125,15 +125,16 @@ def schedule_reduction(sch: Schedule, block, reuse_axes: tuple[int, ...] = (), e
             outer_loops.append(lp)
     sch.reorder(*outer_loops, *reduce, *[lp for _, lp in tile])
     fused = sch.fuse(*outer_loops) if len(outer_loops) > 1 else outer_loops[0]
+    depth = len(sch.get_loops(block)) - len(reduce) - len(tile)  # loops shared with the epilogue
     work = _work(sch, block)
     if work >= PARALLEL_MIN_WORK:
         sch.parallel(fused)
     if epilogue is not None:
-        epilogue(sch, block, fused)
+        epilogue(sch, block, fused, depth)
     else:
         cw = sch.cache_write(block, 0, "local")
         sch.reverse_compute_at(cw, fused)
-        _vectorize_innermost(sch, cw)
+        _vectorize_innermost(sch, cw, depth)
     for kind, lp in tile:
         if kind == "vector":
             sch.vectorize(lp)
@@ -144,8 +145,11 @@ def schedule_reduction(sch: Schedule, block, reuse_axes: tuple[int, ...] = (), e
         sch.decompose_reduction(block, reduce[0])
 
 
-def _vectorize_innermost(sch: Schedule, block) -> None:
+def _vectorize_innermost(sch: Schedule, block, below: int) -> None:
+    """Vectorize the block's innermost loop if it is nested deeper than ``below`` loops (the shared outer nest)."""
     loops = sch.get_loops(block)
+    if len(loops) <= below:
+        return
     ext = _extents(sch, [loops[-1]])[0]
     if 1 < ext <= 64:
         sch.vectorize(loops[-1])
@@ -175,10 +179,10 @@ def default_schedule(func, hint: MainHint | None = None) -> Schedule:
             main_block = s.get_sblock(main)
             s.set_scope(main_block, 0, "local")
 
-            def epilogue(s2, blk, fused):
+            def epilogue(s2, blk, fused, depth):
                 out = s2.get_sblock(after[-1])
                 s2.reverse_compute_at(out, fused)
-                _vectorize_innermost(s2, out)
+                _vectorize_innermost(s2, out, depth)
             schedule_reduction(s, main_block, hint.reuse_axes if hint else (), epilogue)
 
         def alone(s: Schedule) -> None:

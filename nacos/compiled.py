@@ -126,7 +126,7 @@ class Compiled:
                 else:
                     raise InputError(f"input {spec.name!r} expects dtype {spec.dtype}, got {a.dtype}")
             # tvm.runtime.tensor copies into TVM-owned (aligned) memory: unaligned numpy data can crash a kernel
-            out.append(tvm.runtime.tensor(np.ascontiguousarray(a), self._device))
+            out.append(tvm.runtime.tensor(np.ascontiguousarray(a).reshape(spec.shape or (1,)), self._device))
         return out
 
     def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:

@@ -52,7 +52,7 @@ def compile(graph: Graph, target=None, schedules: ScheduleProvider | Mapping | N
     stats.groups = len(groups)
 
     bb = relax.BlockBuilder()
-    params = [relax.Var(_var_name(n), relax.TensorType(list(nodes[n].shape), nodes[n].dtype))
+    params = [relax.Var(_var_name(n), relax.TensorType(list(nodes[n].shape) or [1], nodes[n].dtype))
               for n in graph.inputs]
     values: dict[str, object] = dict(zip(graph.inputs, params))
     kernels: list[KernelInfo] = []

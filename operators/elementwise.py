@@ -39,7 +39,8 @@ UNARY = {
     "relu": (lambda x, a: sympy.Max(x, 0),
              lambda a, x: x.relu(), "Relu", "max(x, 0)"),
     "clip": (_clip,
-             lambda a, x: x.clamp(a.get("min"), a.get("max")), "Clip", "min(max(x, min), max); relu6 is clip(0, 6)"),
+             lambda a, x: x.clone() if a.get("min") is None and a.get("max") is None else
+             x.clamp(a.get("min"), a.get("max")), "Clip", "min(max(x, min), max); relu6 is clip(0, 6)"),
     "sigmoid": (lambda x, a: 1 / (1 + sympy.exp(-x)),
                 lambda a, x: x.sigmoid(), "Sigmoid", "1 / (1 + exp(-x))"),
     "tanh": (lambda x, a: sympy.tanh(x), lambda a, x: x.tanh(), "Tanh", "tanh(x)"),

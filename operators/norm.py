@@ -177,3 +177,64 @@ register_op(OpDef(
     doc="softmax along one axis: exp(x − max) / Σ exp(x − max)",
     example=lambda: ({"axis": 1}, (TensorType((2, 5, 3)),)),
 ))
+
+
+# ---- local response norm (AlexNet, GoogLeNet) -------------------------------------------------------------
+def _lrn_window(attrs):
+    size = int(attrs["size"])
+    if size < 1:
+        raise ValueError(f"lrn: size must be ≥ 1, got {size}")
+    return size, (size - 1) // 2, size - 1 - (size - 1) // 2
+
+
+def lrn_infer(attrs, in_types):
+    x = in_types[0]
+    if len(x.shape) < 3:
+        raise ValueError(f"lrn: input {x} needs rank ≥ 3 (N, C, spatial...)")
+    _lrn_window(attrs)
+    return x
+
+
+def lrn_instruction(attrs, in_types, out_type):
+    """ONNX LRN: Y = X · (bias + α/size · Σ_{channel window} X²)^(−β); the window is zero-padded at the ends."""
+    from operators.conv import pad_stage
+
+    x = in_types[0]
+    size, begin, end = _lrn_window(attrs)
+    rank = len(x.shape)
+    pads = (0,) * rank
+    pads = tuple(begin if d == 1 else 0 for d in range(rank)) + tuple(end if d == 1 else 0 for d in range(rank))
+    pad = pad_stage("Xp", "X", x.shape, 0, pads)
+    i = axes("i", rank)
+    (r,) = index_vars("r")
+    window = tensor("Xp")[(i[0], i[1] + r) + i[2:]]
+    ssum = Stage("S", i, x.shape, window ** 2, "sum", (r,), (size,))
+    alpha = sympy.Float(float(attrs.get("alpha", 1e-4)))
+    beta = sympy.Float(float(attrs.get("beta", 0.75)))
+    bias = sympy.Float(float(attrs.get("bias", 1.0)))
+    body = tensor("X")[i] * (bias + alpha / size * tensor("S")[i]) ** (-beta)
+    return Instruction(("X",), (pad, ssum, Stage("Y", i, x.shape, body)))
+
+
+def lrn_torch(attrs, x):
+    import torch.nn.functional as F
+
+    size, begin, end = _lrn_window(attrs)
+    sq = F.pad(x * x, (0, 0) * (x.dim() - 2) + (begin, end))
+    ssum = sum(sq[:, k: k + x.shape[1]] for k in range(size))
+    return x * (float(attrs.get("bias", 1.0)) + float(attrs.get("alpha", 1e-4)) / size * ssum) ** (
+        -float(attrs.get("beta", 0.75)))
+
+
+def lrn_onnx(attrs, ins, out, ctx):
+    from onnx import helper
+
+    return [helper.make_node("LRN", list(ins), [out], size=int(attrs["size"]), alpha=float(attrs.get("alpha", 1e-4)),
+                             beta=float(attrs.get("beta", 0.75)), bias=float(attrs.get("bias", 1.0)))]
+
+
+register_op(OpDef(
+    "lrn", lrn_infer, lrn_instruction, lrn_torch, lrn_onnx,
+    doc="local response normalization across channels (ONNX LRN): size, alpha, beta, bias",
+    example=lambda: ({"size": 5, "alpha": 1e-4, "beta": 0.75, "bias": 1.0}, (TensorType((1, 8, 4, 4)),)),
+))

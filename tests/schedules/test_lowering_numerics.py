@@ -187,6 +187,8 @@ CASES = {
     "global_avgpool": st.builds(lambda s: ({}, [s]), shape(3, 4)),
     "reduce_mean": reduce_case(), "reduce_sum": reduce_case(), "reduce_max": reduce_case(),
     "softmax": axis_case(), "layernorm": layernorm_case(), "concat": concat_case(), "reshape": reshape_case(),
+    "lrn": st.builds(lambda s, size, a, b, k: ({"size": size, "alpha": a, "beta": b, "bias": k}, [s]),
+                     shape(3, 4), st.integers(1, 6), st.floats(1e-4, 1e-2), st.floats(0.5, 0.9), st.floats(1.0, 2.0)),
     "flatten": flatten_case(), "transpose": transpose_case(), "pad": pad_case(), "slice": slice_case(),
     **{op: unary_case(op) for op in UNARY}, **{op: binary_case() for op in BINARY},
 }

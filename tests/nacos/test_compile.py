@@ -1,0 +1,110 @@
+"""Whole models no one on the team designed import, compile with default schedules, and match onnxruntime.
+
+Tolerance: max |nacos − onnxruntime| ≤ 1e-4 + 1e-4·max|onnxruntime| (fp32; summation order differs).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import onnx
+import pytest
+
+import nacos
+from nacos.compiled import InputError
+from tests.conftest import LIGHT_MODELS, ort_run
+
+
+def assert_close(got, want):
+    bound = 1e-4 + 1e-4 * float(np.max(np.abs(want)))
+    err = float(np.max(np.abs(got - want)))
+    assert err <= bound, f"max abs error {err:.3g} > {bound:.3g}"
+
+
+@pytest.mark.parametrize("name", ["small_cnn", "tiny_attention", "resnet18", "mobilenet_v2", "squeezenet1_1"])
+def test_zoo_model_matches_onnxruntime(zoo_onnx, name):
+    path, x = zoo_onnx[name]
+    compiled = nacos.compile(nacos.load(path))
+    (want,) = ort_run(path.read_bytes(), x)
+    (got,) = compiled(x)
+    assert got.shape == want.shape
+    assert_close(got, want)
+
+
+# models shipped inside the onnx wheel (opset 9, real architectures, constant weights)
+LIGHT_FAST = ["light_squeezenet", "light_bvlc_alexnet", "light_zfnet512", "light_shufflenet"]
+LIGHT_SLOW = ["light_resnet50", "light_vgg19", "light_inception_v1", "light_inception_v2", "light_densenet121"]
+
+
+def _light(name: str):
+    path = LIGHT_MODELS / f"{name}.onnx"
+    model = onnx.load(str(path))
+    init = {i.name for i in model.graph.initializer}
+    inp = [i for i in model.graph.input if i.name not in init][0]
+    shape = [d.dim_value for d in inp.type.tensor_type.shape.dim]
+    x = np.random.default_rng(0).standard_normal(shape).astype("float32")
+    return path, x
+
+
+def _check_light(name):
+    path, x = _light(name)
+    compiled = nacos.compile(nacos.load(path))
+    (want,) = ort_run(path.read_bytes(), x)
+    (got,) = compiled(x)
+    assert_close(got, want)
+
+
+@pytest.mark.parametrize("name", LIGHT_FAST)
+def test_shipped_onnx_model_matches_onnxruntime(name):
+    _check_light(name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", LIGHT_SLOW)
+def test_shipped_onnx_model_matches_onnxruntime_slow(name):
+    _check_light(name)
+
+
+def test_wrong_inputs_are_one_line_errors(zoo_onnx):
+    path, x = zoo_onnx["small_cnn"]
+    compiled = nacos.compile(nacos.load(path))
+    with pytest.raises(InputError, match=r"input 'input' expects shape \[1, 3, 32, 32\], got \[1, 3, 16, 16\]"):
+        compiled(np.zeros((1, 3, 16, 16), "float32"))
+    with pytest.raises(InputError, match="takes 1 input"):
+        compiled(x, x)
+    with pytest.raises(InputError, match="expects dtype float32"):
+        compiled(x.astype(bool))
+
+
+def test_artifact_reloads_in_a_fresh_process_with_only_tvm_and_numpy(zoo_onnx, tmp_path):
+    path, x = zoo_onnx["small_cnn"]
+    compiled = nacos.compile(nacos.load(path))
+    compiled.export(tmp_path / "art")
+    np.save(tmp_path / "x.npy", x)
+    (want,) = compiled(x)
+    script = textwrap.dedent(f"""
+        import sys, json, numpy as np, tvm
+        from tvm import relax
+        art = {str(tmp_path / 'art')!r}
+        meta = json.load(open(art + "/nacos.json"))
+        vm = relax.VirtualMachine(tvm.runtime.load_module(art + "/model.so"), tvm.cpu())
+        x = np.load({str(tmp_path / 'x.npy')!r})
+        y = vm["main"](tvm.runtime.tensor(x, tvm.cpu())).numpy()
+        np.save({str(tmp_path / 'y.npy')!r}, y)
+        print("nacos" in sys.modules, "onnx" in sys.modules, meta["inputs"][0]["shape"])
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[:2] == ["False", "False"]
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), want, rtol=1e-6, atol=1e-6)
+    # and through nacos' own loader
+    again = nacos.Compiled.load(tmp_path / "art")
+    np.testing.assert_allclose(again(x)[0], want, rtol=1e-6, atol=1e-6)
+
+
+def test_load_rejects_a_missing_artifact(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a nacos artifact"):
+        nacos.Compiled.load(tmp_path)

@@ -14,7 +14,7 @@ from typing import Callable, Mapping
 from ir.graph import CONSTANT, Graph
 from ir.verify import verify
 from nacos.compiled import Compiled, KernelInfo
-from schedules.default import default_schedule
+from schedules.default import default_schedule, pack_constant, packed_inputs
 from schedules.fusion import partition
 from schedules.lowering import Group, lower_group
 from schedules.tvm_env import make_target, tvm
@@ -59,21 +59,17 @@ def compile(graph: Graph, target=None, schedules: ScheduleProvider | Mapping | N
     with bb.function("main", params):
         with bb.dataflow():
             for k, group in enumerate(groups):
-                t0 = time.perf_counter()
-                func, hint = lower_group(graph, group)
-                t1 = time.perf_counter()
-                mod = _provided(schedules, group, func)
-                if mod is None:
-                    mod = default_schedule(func, hint).mod
-                else:
-                    stats.tuned += 1
-                stats.lower_s += t1 - t0
-                stats.schedule_s += time.perf_counter() - t1
+                mod, tuned = schedule_group(graph, group, schedules, stats)
+                stats.tuned += tuned
                 name = f"k{k:03d}_{group.name}"[:60]
                 prim = mod["main"].with_attr("global_symbol", name).with_attr("op_pattern", OPAQUE)
                 gv = bb.add_func(prim, name)
+                packed = {p: (axis, lanes) for p, axis, lanes in packed_inputs(prim)}
                 args = []
-                for i in group.inputs:
+                for p, i in enumerate(group.inputs):
+                    if p in packed:  # this kernel reads the constant in a blocked layout: pack it once, here
+                        args.append(relax.const(pack_constant(graph.params[i], *packed[p]), nodes[i].dtype))
+                        continue
                     if i not in values:
                         node = nodes[i]
                         assert node.op == CONSTANT, f"{i} used before it is computed"
@@ -94,6 +90,21 @@ def compile(graph: Graph, target=None, schedules: ScheduleProvider | Mapping | N
     stats.build_s = time.perf_counter() - t0
     stats.kernels = kernels
     return Compiled.from_executable(exe, graph, str(tgt), kernels, stats=stats)
+
+
+def schedule_group(graph: Graph, group: Group, schedules=None, stats: CompileStats | None = None):
+    """(scheduled IRModule, whether it came from ``schedules``) for one group."""
+    t0 = time.perf_counter()
+    func, hint = lower_group(graph, group)
+    t1 = time.perf_counter()
+    mod = _provided(schedules, group, func)
+    tuned = mod is not None
+    if mod is None:
+        mod = default_schedule(func, hint).mod
+    if stats is not None:
+        stats.lower_s += t1 - t0
+        stats.schedule_s += time.perf_counter() - t1
+    return mod, tuned
 
 
 def _provided(schedules, group: Group, func):

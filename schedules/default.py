@@ -29,10 +29,37 @@ PARALLEL_MIN_WORK = 1 << 15  # below this many multiply-adds a parallel loop cos
 
 @dataclass(frozen=True)
 class MainHint:
-    """What the lowering knows about the main block: which spatial axes some input does not read."""
+    """What the lowering knows about the main block's accesses."""
 
     block: str
     reuse_axes: tuple[int, ...]   # positions of spatial axes absent from at least one input access
+    unit_stride_last: bool = False  # the innermost spatial axis reads memory contiguously in every input
+    packable: tuple[tuple[int, int, int], ...] = ()  # (axis, param index, dim): see lowering.packable_axes
+
+
+PACKING_ATTR = "nacos.packed_inputs"
+
+
+def pack_constant(array, axis: int, lanes: int):
+    """The compile-time re-layout that :func:`schedule_packed` assumes: ``axis`` split into blocks of ``lanes``
+    (zero-padded), the block moved to the last dimension — e.g. W[K, C, R, S] → W[K/8, C, R, S, 8]."""
+    import numpy as np
+
+    a = np.asarray(array)
+    ext = a.shape[axis]
+    pad = (-ext) % lanes
+    if pad:
+        widths = [(0, 0)] * a.ndim
+        widths[axis] = (0, pad)
+        a = np.pad(a, widths)
+    shape = a.shape[:axis] + (a.shape[axis] // lanes, lanes) + a.shape[axis + 1:]
+    return np.ascontiguousarray(np.moveaxis(a.reshape(shape), axis + 1, -1))
+
+
+def packed_inputs(func) -> list[tuple[int, int, int]]:
+    """(param index, axis, lanes) of each constant a scheduled PrimFunc expects pre-packed."""
+    attr = func.attrs.get(PACKING_ATTR) if func.attrs is not None else None
+    return [tuple(int(v) for v in item) for item in attr] if attr is not None else []
 
 
 def _divisor(extent: int, choices=(VECTOR_LANES * 2, VECTOR_LANES)) -> int:
@@ -123,11 +150,15 @@ def schedule_reduction(sch: Schedule, block, reuse_axes: tuple[int, ...] = (), e
                 outer_loops.append(lp)
         else:
             outer_loops.append(lp)
+    _finish_tiled(sch, block, outer_loops, reduce, tile, epilogue)
+
+
+def _finish_tiled(sch: Schedule, block, outer_loops, reduce, tile, epilogue) -> None:
+    """Reduction loops outside the register tile, outer loops fused (parallel), accumulators local."""
     sch.reorder(*outer_loops, *reduce, *[lp for _, lp in tile])
     fused = sch.fuse(*outer_loops) if len(outer_loops) > 1 else outer_loops[0]
     depth = len(sch.get_loops(block)) - len(reduce) - len(tile)  # loops shared with the epilogue
-    work = _work(sch, block)
-    if work >= PARALLEL_MIN_WORK:
+    if _work(sch, block) >= PARALLEL_MIN_WORK:
         sch.parallel(fused)
     if epilogue is not None:
         epilogue(sch, block, fused, depth)
@@ -145,6 +176,71 @@ def schedule_reduction(sch: Schedule, block, reuse_axes: tuple[int, ...] = (), e
         sch.decompose_reduction(block, reduce[0])
 
 
+def _tile_width(extent: int) -> int:
+    """Register-tile width along the output row: accumulators = width × one vector, ≤ 12 of 16 AVX2 registers."""
+    limit = 12 if VECTOR_LANES <= 8 else 24
+    for t in range(min(limit, extent), 1, -1):
+        if extent % t == 0 and t >= 4:
+            return t
+    return min(extent, limit) if extent <= limit else 1
+
+
+def packed_choice(sch: Schedule, block, hint: MainHint | None):
+    """(vector axis, param index, dim) for the packed strategy, or None when no constant input allows it."""
+    if hint is None or not hint.packable:
+        return None
+    kinds = _iter_kinds(sch, block)
+    spatial_ext = [e for e, k in zip(_extents(sch, sch.get_loops(block)), kinds) if k == 0]
+    options = [(a, p, d) for a, p, d in hint.packable if spatial_ext[a] % VECTOR_LANES == 0]
+    return max(options, key=lambda o: spatial_ext[o[0]]) if options else None
+
+
+def _with_arity(fn, rank: int):
+    """transform_layout wants a callable with one named parameter per dimension (an IndexMap object built with
+    IndexMap.from_func fails its iterator analysis here), so wrap a variadic function."""
+    wrappers = {1: lambda a: fn(a), 2: lambda a, b: fn(a, b), 3: lambda a, b, c: fn(a, b, c),
+                4: lambda a, b, c, d: fn(a, b, c, d), 5: lambda a, b, c, d, e: fn(a, b, c, d, e),
+                6: lambda a, b, c, d, e, f: fn(a, b, c, d, e, f)}
+    return wrappers[rank]
+
+
+def schedule_packed(sch: Schedule, block, hint: MainHint, choice, epilogue=None) -> list:
+    """Vector lanes over an axis that only a constant input reads (output channels of a conv, columns of a dense):
+    that constant is re-laid out at compile time so the lanes are contiguous, the other inputs are broadcast, and
+    a row of outputs (the innermost other spatial axis) forms the register tile. Returns the packing record."""
+    axis, param, dim = choice
+    lanes = VECTOR_LANES
+    name = sch.mod["main"].params[param].name
+    read_idx = next(k for k, region in enumerate(sch.get(block).reads) if region.source.name == name)
+    rank = len(sch.get(block).reads[read_idx].source.shape)
+
+    def index_map(*idx):
+        return [*idx[:dim], idx[dim] // lanes, *idx[dim + 1:], idx[dim] % lanes]
+
+    sch.transform_layout(block, name, _with_arity(index_map, rank))
+    kinds = _iter_kinds(sch, block)
+    loops = sch.get_loops(block)
+    spatial = [lp for lp, k in zip(loops, kinds) if k == 0]
+    reduce = [lp for lp, k in zip(loops, kinds) if k != 0]
+    ext = _extents(sch, spatial)
+    row_axes = [a for a in hint.reuse_axes if a != axis and ext[a] > 1]
+    row = max(row_axes) if row_axes else None  # innermost: contiguous outputs, and sliding-window input reuse
+    outer, tile = [], []
+    for a, lp in enumerate(spatial):
+        if a == axis:
+            o, i = sch.split(lp, [None, lanes])
+            outer.append(o)
+            tile.append(("vector", i))
+        elif a == row and _tile_width(ext[a]) > 1:
+            o, i = sch.split(lp, [None, _tile_width(ext[a])])
+            outer.append(o)
+            tile.insert(0, ("unroll", i))
+        else:
+            outer.append(lp)
+    _finish_tiled(sch, block, outer, reduce, tile, epilogue)
+    return [param, dim, lanes]
+
+
 def _vectorize_innermost(sch: Schedule, block, below: int) -> None:
     """Vectorize the block's innermost loop if it is nested deeper than ``below`` loops (the shared outer nest)."""
     loops = sch.get_loops(block)
@@ -159,8 +255,22 @@ def _is_reduction(sch: Schedule, block) -> bool:
     return any(k != 0 for k in _iter_kinds(sch, block))
 
 
-def default_schedule(func, hint: MainHint | None = None) -> Schedule:
-    """A schedule for a lowered group (see the module docstring)."""
+def choose_strategy(sch: Schedule, block, hint: MainHint | None) -> str:
+    """"spatial" (lanes on the innermost output axis) when it reads memory contiguously and fills whole vectors,
+    else "packed" (lanes on a packed constant's axis) when possible, else "spatial" anyway."""
+    if packed_choice(sch, block, hint) is None:
+        return "spatial"
+    kinds = _iter_kinds(sch, block)
+    last = [e for e, k in zip(_extents(sch, sch.get_loops(block)), kinds) if k == 0][-1]
+    contiguous = hint is not None and hint.unit_stride_last and last % VECTOR_LANES == 0
+    return "spatial" if contiguous and PREFER_SPATIAL else "packed"
+
+
+PREFER_SPATIAL = True
+
+
+def default_schedule(func, hint: MainHint | None = None, strategy: str = "auto") -> Schedule:
+    """A schedule for a lowered group (see the module docstring). ``strategy``: auto | spatial | packed."""
     sch = Schedule(func)
     root = sch.get_sblock("root")
     blocks = list(sch.get_child_blocks(root))
@@ -169,9 +279,19 @@ def default_schedule(func, hint: MainHint | None = None) -> Schedule:
     main = hint.block if hint and hint.block in names else (max(
         reductions, key=lambda n: _work(sch, sch.get_sblock(n))) if reductions else None)
     done: set[str] = set()
+    packings: list = []
     if main is not None:
         after = names[names.index(main) + 1:]
         epilogue_ok = after and all(not _is_reduction(sch, sch.get_sblock(n)) for n in after)
+        mode = choose_strategy(sch, sch.get_sblock(main), hint) if strategy == "auto" else strategy
+
+        def tile_main(s: Schedule, block, epilogue=None) -> None:
+            packings.clear()
+            choice = packed_choice(s, block, hint) if mode == "packed" else None
+            if choice is not None:
+                packings.append(schedule_packed(s, block, hint, choice, epilogue))
+            else:
+                schedule_reduction(s, block, hint.reuse_axes if hint else (), epilogue)
 
         def with_epilogue(s: Schedule) -> None:
             for n in after[:-1]:
@@ -183,10 +303,10 @@ def default_schedule(func, hint: MainHint | None = None) -> Schedule:
                 out = s2.get_sblock(after[-1])
                 s2.reverse_compute_at(out, fused)
                 _vectorize_innermost(s2, out, depth)
-            schedule_reduction(s, main_block, hint.reuse_axes if hint else (), epilogue)
+            tile_main(s, main_block, epilogue)
 
         def alone(s: Schedule) -> None:
-            schedule_reduction(s, s.get_sblock(main), hint.reuse_axes if hint else ())
+            tile_main(s, s.get_sblock(main))
 
         tried = _try(sch, with_epilogue) if epilogue_ok else sch
         if tried is not sch:
@@ -195,9 +315,12 @@ def default_schedule(func, hint: MainHint | None = None) -> Schedule:
             new = _try(sch, alone)
             if new is not sch:
                 sch, done = new, {main}
+            else:
+                packings.clear()
     for n in names:
         if n in done:
             continue
+
         def one(s: Schedule, n=n) -> None:
             b = s.get_sblock(n)
             if _is_reduction(s, b):
@@ -205,4 +328,6 @@ def default_schedule(func, hint: MainHint | None = None) -> Schedule:
             else:
                 schedule_injective(s, b)
         sch = _try(sch, one)
+    if packings:
+        sch = Schedule(sch.mod["main"].with_attr(PACKING_ATTR, packings))
     return sch

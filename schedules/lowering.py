@@ -216,7 +216,10 @@ def lower_group(graph: Graph, group: Group):
         tensors = lower_instruction(instr, ins, node.type.dtype, prefix=f"n{k}_")
         produced[node.name] = tensors[-1]
         if k == 0 and instr.main.reduce:
-            hint = MainHint(f"n0_{instr.main.name}", reuse_axes(instr.main))
+            const_params = {name: group.inputs.index(src) for name, src in zip(instr.inputs, node.inputs)
+                            if nodes[src].op == CONSTANT}
+            hint = MainHint(f"n0_{instr.main.name}", reuse_axes(instr.main), unit_stride_last(instr.main),
+                            packable_axes(instr.main, const_params))
     out = produced[group.output]
     func = te.create_prim_func([placeholders[n] for n in group.inputs] + [out])
     return func, hint
@@ -228,6 +231,34 @@ def reuse_axes(stage) -> tuple[int, ...]:
     for a, axis in enumerate(stage.axes):
         if any(axis not in acc.free_symbols for acc in stage.accesses()):
             out.append(a)
+    return tuple(out)
+
+
+def unit_stride_last(stage) -> bool:
+    """Every read that uses the innermost spatial axis uses it with coefficient 1, in its last dimension only."""
+    if not stage.axes:
+        return False
+    last = stage.axes[-1]
+    for acc in stage.accesses():
+        for d, idx in enumerate(acc.indices):
+            if last in idx.free_symbols and (d != len(acc.indices) - 1 or sympy.diff(idx, last) != 1):
+                return False
+    return True
+
+
+def packable_axes(stage, const_params: dict[str, int]) -> tuple[tuple[int, int, int], ...]:
+    """(spatial axis, param index, dimension): axes that index one constant input as a plain variable and no other
+    input, so the constant can be re-laid out at compile time with that axis innermost (vector loads)."""
+    out = []
+    for a, axis in enumerate(stage.axes):
+        uses = [(str(acc.base), d) for acc in stage.accesses() for d, idx in enumerate(acc.indices)
+                if axis in idx.free_symbols]
+        if len(uses) != 1 or uses[0][0] not in const_params:
+            continue
+        name, d = uses[0]
+        acc = next(acc for acc in stage.accesses() if str(acc.base) == name)
+        if acc.indices[d] == axis:
+            out.append((a, const_params[name], d))
     return tuple(out)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from ir.analysis import node_cost
 from ir.graph import CONSTANT, Graph
 from nacos.compiler import schedule_group
+from schedules.default import pack_constant, packed_inputs
 from schedules.fusion import partition
 from schedules.tvm_env import make_target, tvm
 
@@ -51,11 +52,15 @@ def profile(graph: Graph, target=None, schedules=None, number: int = 10, repeat:
         mod, tuned = schedule_group(graph, group, schedules)
         with tgt:
             lib = tvm.compile(mod, tgt)
+        packed = {p: (axis, lanes) for p, axis, lanes in packed_inputs(mod["main"])}
         args = []
-        for name in group.inputs:
+        for p, name in enumerate(group.inputs):
             node = nodes[name]
             value = graph.params[name] if node.op == CONSTANT else \
                 rng.standard_normal(node.shape).astype(node.dtype)
+            if p in packed:
+                args.append(tvm.runtime.tensor(pack_constant(value, *packed[p]), dev))
+                continue
             args.append(tvm.runtime.tensor(np.ascontiguousarray(value).reshape(node.shape or (1,)), dev))
         out = nodes[group.output]
         args.append(tvm.runtime.tensor(np.zeros(out.shape or (1,), out.dtype), dev))

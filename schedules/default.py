@@ -104,20 +104,50 @@ def _work(sch: Schedule, block) -> int:
 
 
 def schedule_injective(sch: Schedule, block) -> None:
-    """Fuse all loops, split into vector lanes, parallelize the outer part when the kernel is big enough."""
+    """Vectorize the innermost loop in whole vectors, fuse the outer loops and run them in parallel when big.
+
+    Only the innermost loop is vectorized: fusing every loop first makes each lane recompute its multi-dimensional
+    index with divisions, which was 10× slower than no schedule for a padding stage here."""
     loops = sch.get_loops(block)
-    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
-    total = _extents(sch, [fused])[0]
-    lanes = _divisor(total, (VECTOR_LANES * 2, VECTOR_LANES, 4)) if total >= 4 else 1
-    if lanes in (1, total) and total > VECTOR_LANES:
-        lanes = 1
-    if lanes > 1:
-        outer, inner = sch.split(fused, [None, lanes])
+    ext = _extents(sch, loops)
+    total = 1
+    for e in ext:
+        total *= e
+    outer = list(loops[:-1])
+    inner = loops[-1]
+    if ext[-1] % VECTOR_LANES == 0:
+        o, i = sch.split(inner, [None, VECTOR_LANES])
+        sch.vectorize(i)
+        outer.append(o)
+    elif ext[-1] <= VECTOR_LANES * 2 and ext[-1] > 1 and len(loops) > 1:
         sch.vectorize(inner)
-    else:
-        outer = fused
-    if total >= PARALLEL_MIN_WORK:
-        sch.parallel(outer)
+    elif len(loops) == 1:
+        outer.append(inner)
+    # the innermost loop stays out of the fused parallel loop: fused, it recomputes its index with a division
+    if outer and total >= PARALLEL_MIN_WORK:
+        fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
+        sch.parallel(fused)
+
+
+SMALL_REDUCTION = 64  # depthwise convs and pools: too little work per output for a register tile to pay off
+
+
+def _reduce_points(sch: Schedule, block) -> int:
+    total = 1
+    for lp, k in zip(sch.get_loops(block), _iter_kinds(sch, block)):
+        if k != 0:
+            total *= _extents(sch, [lp])[0]
+    return total
+
+
+def schedule_light(sch: Schedule, block) -> None:
+    """Parallel outer spatial loops only; the rest is left to LLVM, which vectorized small-window reductions
+    (depthwise 3×3, pooling) better than an explicit tile here, especially with strided windows."""
+    kinds = _iter_kinds(sch, block)
+    spatial = [lp for lp, k in zip(sch.get_loops(block), kinds) if k == 0]
+    if len(spatial) > 1 and _work(sch, block) >= PARALLEL_MIN_WORK:
+        outer = spatial[:-1]
+        sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
 
 
 def schedule_reduction(sch: Schedule, block, reuse_axes: tuple[int, ...] = (), epilogue=None) -> None:
@@ -255,7 +285,7 @@ def _is_reduction(sch: Schedule, block) -> bool:
     return any(k != 0 for k in _iter_kinds(sch, block))
 
 
-def choose_strategy(sch: Schedule, block, hint: MainHint | None) -> str:
+def choose_strategy(sch: Schedule, block, hint: MainHint | None) -> str:  # noqa: D401
     """"spatial" (lanes on the innermost output axis) when it reads memory contiguously and fills whole vectors,
     else "packed" (lanes on a packed constant's axis) when possible, else "spatial" anyway."""
     if packed_choice(sch, block, hint) is None:
@@ -284,9 +314,13 @@ def default_schedule(func, hint: MainHint | None = None, strategy: str = "auto")
         after = names[names.index(main) + 1:]
         epilogue_ok = after and all(not _is_reduction(sch, sch.get_sblock(n)) for n in after)
         mode = choose_strategy(sch, sch.get_sblock(main), hint) if strategy == "auto" else strategy
+        if strategy == "auto" and _reduce_points(sch, sch.get_sblock(main)) <= SMALL_REDUCTION:
+            mode = "light"
 
         def tile_main(s: Schedule, block, epilogue=None) -> None:
             packings.clear()
+            if mode == "light":
+                raise ValueError("light mode schedules the main block on its own")
             choice = packed_choice(s, block, hint) if mode == "packed" else None
             if choice is not None:
                 packings.append(schedule_packed(s, block, hint, choice, epilogue))
@@ -306,7 +340,10 @@ def default_schedule(func, hint: MainHint | None = None, strategy: str = "auto")
             tile_main(s, main_block, epilogue)
 
         def alone(s: Schedule) -> None:
-            tile_main(s, s.get_sblock(main))
+            if mode == "light":
+                schedule_light(s, s.get_sblock(main))
+            else:
+                tile_main(s, s.get_sblock(main))
 
         tried = _try(sch, with_epilogue) if epilogue_ok else sch
         if tried is not sch:

@@ -2,7 +2,8 @@
 
 ``resnet18``, ``mobilenet_v2`` and ``squeezenet1_1`` follow the torchvision architectures layer for layer (same
 module names, so torchvision state dicts load) and the same weight initialisation; ``small_cnn`` and
-``tiny_attention`` are small models that exercise the common op mix quickly. Every constructor returns a module
+``tiny_attention`` are small models that exercise the common op mix quickly; ``mobilevit_xxs`` (a conv/transformer
+hybrid, MobileViT-XXS) lives in :mod:`nacos.zoo_mobilevit`. Every constructor returns a module
 in eval mode; weights are random but deterministic under a ``torch.manual_seed`` set by the caller.
 """
 
@@ -14,8 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["resnet18", "mobilenet_v2", "squeezenet1_1", "small_cnn", "tiny_attention", "randomize_batchnorm_",
-           "MODELS"]
+from nacos.zoo_mobilevit import mobilevit_xxs
+
+__all__ = ["resnet18", "mobilenet_v2", "squeezenet1_1", "small_cnn", "tiny_attention", "mobilevit_xxs",
+           "randomize_batchnorm_", "MODELS"]
 
 
 # ---- ResNet-18 (torchvision.models.resnet) ---------------------------------------------------------------
@@ -289,4 +292,5 @@ MODELS = {
     "squeezenet1_1": (squeezenet1_1, (1, 3, 224, 224)),
     "small_cnn": (small_cnn, (1, 3, 32, 32)),
     "tiny_attention": (tiny_attention, (1, 16, 32)),
+    "mobilevit_xxs": (mobilevit_xxs, (1, 3, 224, 224)),
 }

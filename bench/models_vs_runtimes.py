@@ -1,0 +1,150 @@
+"""nacos vs onnxruntime and PyTorch eager on the bench models (ResNet-18, MobileNetV2, MobileViT-XXS), batch 1,
+with a per-kernel profile of nacos that shows what limits it.
+
+    python bench/models_vs_runtimes.py --json OUT.json [--small] [--trials N] [--db PATH] [--models a,b]
+
+For each model (bench/models.py: seeded random weights, 224×224 or 32×32 with ``--small``) the three runtimes
+are built from the same ONNX export (PyTorch runs the module itself), checked against onnxruntime (max abs error
+per runtime), and timed side by side in interleaved rounds in this one process (:func:`nacos.benchmark.run_bench`,
+TVM Relax left out). nacos uses default schedules, or with ``--trials N`` first tunes up to N measurements per
+model into ``--db`` (a temporary database without it). Then :func:`nacos.profile.profile` times every nacos
+kernel alone: the top kernels by share of the summed kernel time with their GFLOP/s, and the shares by op kind.
+Reported: ratios nacos/onnxruntime and nacos/PyTorch (below 1: nacos is faster), never bare times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import common  # noqa: F401  (puts the repo root on sys.path)
+from common import write_json
+from models import BENCH_MODELS, bench_model, input_size
+
+
+def op_kind(graph, kernel) -> str:
+    """A kernel's leading op, with depthwise and pointwise convolutions told apart (they bound differently)."""
+    node = graph.node_map[kernel.nodes[0]]
+    if node.op != "conv":
+        return node.op
+    attrs = dict(node.attrs)
+    w = graph.node_map[node.inputs[1]].shape
+    if attrs.get("groups", 1) > 1 and attrs.get("groups") == node.shape[1]:
+        return "conv depthwise"
+    return "conv 1×1" if tuple(w[2:]) == (1, 1) else f"conv {w[2]}×{w[3]}"
+
+
+def profile_model(onnx_bytes: bytes, db: str | None, top: int) -> dict:
+    import onnx
+
+    import nacos
+    from nacos.profile import profile
+
+    graph = nacos.load(onnx.load_from_string(onnx_bytes))
+    schedules = None
+    if db:
+        from schedules.database import Database
+
+        schedules = Database(db).schedules(graph)
+    kernels = profile(graph, schedules=schedules)
+    total = sum(k.seconds for k in kernels)
+    by_op: dict[str, dict] = {}
+    for k in kernels:
+        row = by_op.setdefault(op_kind(graph, k), {"kernels": 0, "seconds": 0.0, "flops": 0})
+        row["kernels"] += 1
+        row["seconds"] += k.seconds
+        row["flops"] += k.flops
+    by_op = {op: {"kernels": r["kernels"], "share": r["seconds"] / total,
+                  "gflops": r["flops"] / r["seconds"] / 1e9 if r["seconds"] else 0.0}
+             for op, r in sorted(by_op.items(), key=lambda kv: -kv[1]["seconds"])}
+    return {"kernels": len(kernels), "sum_kernels_ms": total * 1e3, "by_op": by_op,
+            "top": [dict(k.as_dict(), kind=op_kind(graph, k)) for k in kernels[:top]]}
+
+
+def bench(name: str, small: bool, trials: int, db: str | None, rounds: int, top: int, threads: int | None) -> dict:
+    from nacos.benchmark import run_bench
+
+    size = input_size(small)
+    _, _, data = bench_model(name, small)  # the same seeded model run_bench builds for NAME@SIZE
+    t0 = time.perf_counter()
+    r = run_bench(f"{name}@{size}", db=db, trials=trials, threads=threads, rounds=rounds, relax=False)
+    rt = r["runtimes"]
+    med = {k: v.get("median_ms") for k, v in rt.items()}
+    out = {
+        "model": name, "input": [1, 3, size, size], "trials": trials, "db": r["nacos"].get("db"),
+        "kernels": r["nacos"]["kernels"], "tuned_kernels": r["nacos"]["tuned_kernels"],
+        "median_ms": med, "rounds": {k: v.get("rounds") for k, v in rt.items()},
+        "ratio_nacos_over_onnxruntime": med["nacos"] / med["onnxruntime"],
+        "ratio_nacos_over_pytorch": med["nacos"] / med["pytorch"],
+        "max_abs_err_vs_onnxruntime": {k: v["max_abs_err_vs_onnxruntime"] for k, v in rt.items()},
+        "matches": {k: v["matches"] for k, v in rt.items()},
+        "threads": r["threads"], "notes": r["notes"], "machine": r["machine"],
+    }
+    out["profile"] = profile_model(data, out["db"], top)
+    # the profile sums kernels timed alone; the gap to the whole-model median is call overhead and interference
+    out["profile"]["whole_model_over_sum_of_kernels"] = med["nacos"] / out["profile"]["sum_kernels_ms"]
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def print_results(results: list[dict], top: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(Console().width, 110))
+    t = Table(title=f"nacos vs onnxruntime and PyTorch eager, batch 1, {results[0]['threads']} threads "
+                    f"(ratios of medians; below 1: nacos faster)")
+    for col in ("model", "input", "trials", "tuned", "nacos/ORT", "nacos/PyTorch", "max|err| nacos",
+                "max|err| PyTorch"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for r in results:
+        err = r["max_abs_err_vs_onnxruntime"]
+        t.add_row(r["model"], "×".join(map(str, r["input"][2:])), str(r["trials"]),
+                  f"{r['tuned_kernels']}/{r['kernels']}", f"{r['ratio_nacos_over_onnxruntime']:.2f}",
+                  f"{r['ratio_nacos_over_pytorch']:.2f}", f"{err['nacos']:.1e}", f"{err['pytorch']:.1e}")
+    console.print(t)
+    for r in results:
+        p = r["profile"]
+        k = Table(title=f"{r['model']}: top {top} of {p['kernels']} nacos kernels (each timed alone; whole model = "
+                        f"{p['whole_model_over_sum_of_kernels']:.2f}× their sum)")
+        for col in ("kernel", "kind", "output", "share", "GFLOP/s", "tuned"):  # share: of the summed kernel time
+            k.add_column(col, justify="left" if col in ("kernel", "kind") else "right")
+        for row in p["top"]:
+            k.add_row(row["name"][:40], row["kind"], "×".join(map(str, row["output_shape"])),
+                      f"{row['share']:.1%}", f"{row['gflops']:.1f}", "yes" if row["tuned"] else "")
+        console.print(k)
+        console.print("  by op kind: " + ", ".join(f"{op} {v['share']:.0%} ({v['gflops']:.1f} GFLOP/s)"
+                                                  for op, v in list(p["by_op"].items())[:6]), highlight=False)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", required=True, help="write results here")
+    p.add_argument("--small", action="store_true", help="32×32 inputs instead of 224×224")
+    p.add_argument("--trials", type=int, default=0, help="tune nacos up to N measurements per model first")
+    p.add_argument("--db", default=None, help="tuning database to read (and to tune into with --trials)")
+    p.add_argument("--models", default=",".join(BENCH_MODELS), help="comma separated: " + ", ".join(BENCH_MODELS))
+    p.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default 15)")
+    p.add_argument("--top", type=int, default=8, help="kernels listed per model (default 8)")
+    p.add_argument("--threads", type=int, default=None, help="threads for every runtime (default: usable cores)")
+    args = p.parse_args()
+    names = args.models.split(",")
+    unknown = [n for n in names if n not in BENCH_MODELS]
+    if unknown:
+        sys.exit(f"unknown model(s) {unknown}; choose from {', '.join(BENCH_MODELS)}")
+    if args.trials < 0:
+        sys.exit("--trials cannot be negative")
+    results = []
+    for name in names:
+        r = bench(name, args.small, args.trials, args.db, args.rounds, args.top, args.threads)
+        results.append(r)
+        print(f"{name}: nacos/ORT {r['ratio_nacos_over_onnxruntime']:.2f}, nacos/PyTorch "
+              f"{r['ratio_nacos_over_pytorch']:.2f} ({r['seconds']} s)", flush=True)
+    print_results(results, args.top)
+    write_json(args.json, {"bench": "models_vs_runtimes", "small": args.small, "trials": args.trials,
+                           "command": " ".join(["python"] + sys.argv), "results": results})
+
+
+if __name__ == "__main__":
+    main()

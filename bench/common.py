@@ -25,8 +25,11 @@ if str(ROOT) not in sys.path:
 
 
 def interleaved(runners: dict[str, Callable[[], object]], rounds: int = 15, number: int = 5,
-                warmup: int = 3) -> dict[str, dict]:
-    """Median seconds per call of each runner, measured in interleaved rounds."""
+                warmup: int = 3, pause_s: float = 0.05) -> dict[str, dict]:
+    """Median seconds per call of each runner, measured in interleaved rounds.
+
+    An untimed pause separates runtimes: onnxruntime's worker threads keep spinning after a call and slowed the
+    next TVM call 5–100× here."""
     for fn in runners.values():
         for _ in range(warmup):
             fn()
@@ -35,6 +38,7 @@ def interleaved(runners: dict[str, Callable[[], object]], rounds: int = 15, numb
         order = list(runners) if r % 2 == 0 else list(reversed(runners))  # no runner always goes first
         for name in order:
             fn = runners[name]
+            time.sleep(pause_s)
             t0 = time.perf_counter()
             for _ in range(number):
                 fn()

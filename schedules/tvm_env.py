@@ -11,6 +11,10 @@ import os
 os.environ.setdefault("TVM_NUM_THREADS", str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                               else (os.cpu_count() or 1)))
 
+# TVM pins its worker threads to cores by default; on a shared machine that made kernels 2–10× slower when
+# another process held a pinned core (onnxruntime and PyTorch do not pin). Users can still set it to 1.
+os.environ.setdefault("TVM_BIND_THREADS", "0")
+
 import numpy as np  # noqa: E402
 import tvm  # noqa: E402,F401  (re-exported)
 import tvm.s_tir  # noqa: E402,F401

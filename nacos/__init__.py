@@ -5,6 +5,7 @@ Public API::
     graph = nacos.load("model.onnx")                 # or nacos.load(torch_module, (example_input,))
     info = nacos.inspect(graph)                      # per-node FLOPs/params/bytes from the math instructions
     model = nacos.compile(graph)                     # TVM, default schedules, this CPU
+    report = nacos.tune(graph, trials=200, db="tune.db")  # schedule search; every measurement kept in tune.db
     outputs = model(x)                               # list of numpy arrays
     model.export("out/"); nacos.Compiled.load("out/")
 
@@ -18,10 +19,11 @@ from typing import TYPE_CHECKING
 from nacos.api import compile, inspect, load
 
 __version__ = "0.1.0"
-__all__ = ["load", "compile", "inspect", "Compiled", "__version__"]
+__all__ = ["load", "compile", "inspect", "tune", "Compiled", "__version__"]
 
 if TYPE_CHECKING:
     from nacos.compiled import Compiled
+    from nacos.tuning import tune
 
 
 def __getattr__(name: str):
@@ -29,4 +31,8 @@ def __getattr__(name: str):
         from nacos.compiled import Compiled
 
         return Compiled
+    if name == "tune":
+        from nacos.tuning import tune
+
+        return tune
     raise AttributeError(f"module 'nacos' has no attribute {name!r}")

@@ -1,8 +1,14 @@
 """The ``nacos`` command line.
 
     nacos ops [OP]                              each operator with its mathematical instruction
+    nacos ops analyze MODEL.onnx [--json]       ops ranked by share of latency, FLOPs, bytes, GFLOP/s, rewrites
+    nacos gos MODEL.onnx --dataset D -o OUT/    operator search (GOS): Pareto set, report.md, artifacts
     nacos inspect MODEL.onnx [--json]           per-node op, shapes, FLOPs, params; totals
     nacos compile MODEL.onnx -o OUT/ [--json]   compiled artifact (model.so + nacos.json) and summary.json
+        [--db PATH]                             ... using the best tuned schedule per kernel from a tuning database
+    nacos tune MODEL.onnx --trials N --db PATH  schedule search; every measurement is kept in the database
+    nacos bench MODEL.onnx|ZOO@SIZE [--db PATH] nacos vs onnxruntime, PyTorch, TVM Relax (untuned, MetaSchedule),
+        [--json OUT] [--plot OUT.png]           timed side by side; ratios to onnxruntime
 
 Exit codes: 0 success, 2 bad input (the one-line reason goes to stderr and nothing is written), 1 internal error.
 """
@@ -68,6 +74,12 @@ def _console():
 def cmd_ops(args) -> int:
     from ir.registry import all_ops
 
+    if args.op == "analyze":
+        from nacos.gos import cmd_ops_analyze
+
+        return cmd_ops_analyze(args)
+    if args.model:
+        raise UsageError(f"unexpected argument {args.model!r}: only `nacos ops analyze MODEL.onnx` takes a model")
     ops = all_ops()
     if args.op:
         if args.op not in ops:
@@ -137,8 +149,15 @@ def cmd_compile(args) -> int:
     if out.exists() and any(out.iterdir()) and not args.force:
         raise UsageError(f"{out} exists and is not empty (use --force to overwrite)")
     t0 = time.perf_counter()
+    schedules = None
+    if args.db:
+        from schedules.database import Database
+
+        if not Path(args.db).exists():
+            raise UsageError(f"{args.db}: no such tuning database")
+        schedules = Database(args.db).schedules(graph)
     with _console().status(f"compiling {graph.name} ({len(graph.compute_nodes)} nodes)"):
-        model = nacos.compile(graph)
+        model = nacos.compile(graph, schedules=schedules)
     seconds = time.perf_counter() - t0
     # write into a temporary folder first so a failure leaves nothing behind
     tmp = Path(tempfile.mkdtemp(prefix=".nacos-", dir=out.parent if out.parent.exists() else None))
@@ -148,6 +167,7 @@ def cmd_compile(args) -> int:
         summary = {
             "model": str(args.model), "graph_hash": info["hash"], "target": model.target,
             "compile_seconds": round(seconds, 3), "kernels": len(model.kernels),
+            "tuned_kernels": getattr(getattr(model, "stats", None), "tuned", 0), "db": args.db,
             "inputs": info["inputs"], "outputs": info["outputs"], "totals": info["totals"],
             "kernel_groups": [{"name": k.name, "ops": list(k.ops), "nodes": list(k.nodes)} for k in model.kernels],
         }
@@ -166,6 +186,98 @@ def cmd_compile(args) -> int:
     return 0
 
 
+# ---- nacos tune --------------------------------------------------------------------------------------------
+def _runner(args):
+    if not args.rpc:
+        return None
+    if not args.rpc_key:
+        raise UsageError("--rpc needs --rpc-key (the device key the board registered with the tracker)")
+    from schedules.rpc import RPCRunner
+
+    try:
+        return RPCRunner(args.rpc, args.rpc_key, timeout=args.timeout)
+    except ValueError as e:
+        raise UsageError(f"--rpc: {e}") from None
+
+
+def cmd_tune(args) -> int:
+    import nacos
+    from schedules.progress import fmt_seconds
+
+    if args.trials < 1:
+        raise UsageError(f"--trials {args.trials}: must be at least 1")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers {args.workers}: must be at least 1")
+    target = None
+    if args.target:
+        try:
+            target = json.loads(args.target)
+        except ValueError:
+            raise UsageError(f"--target {args.target!r}: expected a JSON target dict, e.g. "
+                             '\'{"kind": "llvm", "mtriple": "aarch64-linux-gnu", "num-cores": 4}\'') from None
+    graph = _load(args)
+    runner = _runner(args)
+    builder = None
+    if args.cross_cc or args.workers:
+        from schedules.measure import LocalBuilder
+
+        builder = LocalBuilder(workers=args.workers, cross_cc=args.cross_cc)
+    try:
+        report = nacos.tune(graph, trials=args.trials, db=args.db, target=target, runner=runner, builder=builder,
+                            batch_size=args.batch_size, seed=args.seed, progress=not args.json and not args.quiet)
+    finally:
+        for part in (runner, builder):
+            if part is not None:
+                part.close()
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"{report.graph}: {report.new_measurements} new measurements, "
+                        f"{sum(t.trials for t in report.tasks)} in {report.db} ({report.seconds:.0f} s)")
+    for col in ("kernel", "×", "trials", "fail", "default", "best", "speedup"):
+        table.add_column(col, justify="left" if col == "kernel" else "right")
+    for t in report.tasks:
+        table.add_row(t.name, str(t.count), str(t.trials), str(t.failures), fmt_seconds(t.default_latency),
+                      fmt_seconds(t.best_latency), f"{t.speedup:.2f}×" if t.speedup else "—")
+    if report.default_latency and report.tuned_latency:
+        table.add_section()
+        table.add_row("sum of kernels", "", "", "", fmt_seconds(report.default_latency),
+                      fmt_seconds(report.tuned_latency), f"{report.default_latency / report.tuned_latency:.2f}×")
+    _console().print(table)
+    return 0
+
+
+# ---- nacos bench -------------------------------------------------------------------------------------------
+def cmd_bench(args) -> int:
+    from nacos.benchmark import BenchError, run_bench
+
+    if args.trials < 0 or args.metaschedule_trials < 0:
+        raise UsageError("--trials and --metaschedule-trials cannot be negative")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads {args.threads}: must be at least 1")
+    console = _console()
+    try:
+        with console.status("benchmarking") as status:
+            result = run_bench(args.model, db=args.db, trials=args.trials, threads=args.threads,
+                               metaschedule_trials=args.metaschedule_trials,
+                               input_shapes=_parse_shapes(args.input_shape), rounds=args.rounds,
+                               relax=not args.no_relax, progress=lambda msg: status.update(msg))
+    except BenchError as e:
+        raise UsageError(str(e)) from None
+    from nacos.bench_report import plot, print_result
+
+    print_result(result, console)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2, default=float))
+        print(f"wrote {args.json}")
+    if args.plot:
+        print(f"wrote {plot(result, args.plot)}")
+    return 0
+
+
 # ---- entry -------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nacos", description="Neural architecture and compiler optimization co-search")
@@ -173,9 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("ops", help="list operators with their mathematical instructions")
-    s.add_argument("op", nargs="?", help="show only this op")
+    s.add_argument("op", nargs="?", help="show only this op; or `analyze` (then MODEL)")
+    s.add_argument("model", nargs="?", help="with `analyze`: an .onnx file to rank ops by share of latency")
+    s.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,...", help="(analyze) fix an input shape")
+    s.add_argument("--db", metavar="PATH", help="(analyze) tuned schedules and latencies from this database")
+    s.add_argument("--latency", choices=("measured", "roofline"), help="(analyze) measured (default) or predicted")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(fn=cmd_ops)
+
+    from nacos.gos import add_arguments as _gos_arguments
+
+    _gos_arguments(sub.add_parser("gos", help="operator search: replace the costliest ops with cheaper math"))
 
     for name, fn, text in (("inspect", cmd_inspect, "per-node shapes, FLOPs, params and totals of a model"),
                            ("compile", cmd_compile, "compile a model into a deployable artifact")):
@@ -187,7 +307,43 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "compile":
             s.add_argument("-o", "--output", required=True, help="artifact folder to write")
             s.add_argument("--force", action="store_true", help="overwrite a non-empty output folder")
+            s.add_argument("--db", metavar="PATH", help="use the best schedule per kernel from this tuning database")
         s.set_defaults(fn=fn)
+
+    s = sub.add_parser("tune", help="search schedules for a model's kernels (measurements kept in --db)")
+    s.add_argument("model", help="an .onnx file")
+    s.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,...",
+                   help="fix a symbolic input shape (repeatable)")
+    s.add_argument("--trials", type=int, default=64,
+                   help="measurements wanted in all, those already in the database included (default 64)")
+    s.add_argument("--db", required=True, metavar="PATH", help="SQLite tuning database (created if missing)")
+    s.add_argument("--batch-size", type=int, default=8, help="candidates measured per round (default 8)")
+    s.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
+    s.add_argument("--workers", type=int, help="builder processes (default: one per core, at most 2)")
+    s.add_argument("--rpc", metavar="HOST:PORT", help="measure on a board through this TVM RPC tracker")
+    s.add_argument("--rpc-key", metavar="KEY", help="device key of the board at the tracker")
+    s.add_argument("--timeout", type=float, default=60.0, help="seconds per remote measurement (default 60)")
+    s.add_argument("--target", metavar="JSON", help="target dict for a board (default: this CPU)")
+    s.add_argument("--cross-cc", metavar="CC", help="cross compiler for the board, e.g. aarch64-linux-gnu-g++")
+    s.add_argument("--quiet", action="store_true", help="no progress display")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(fn=cmd_tune)
+
+    s = sub.add_parser("bench", help="time nacos against onnxruntime, PyTorch and TVM Relax, side by side")
+    s.add_argument("model", help="an .onnx file, or a zoo model as NAME or NAME@SIZE (e.g. resnet18@224)")
+    s.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,...",
+                   help="fix a symbolic input shape of an ONNX file (repeatable)")
+    s.add_argument("--db", metavar="PATH", help="compile nacos with the best schedules from this tuning database")
+    s.add_argument("--trials", type=int, default=0,
+                   help="tune nacos first (nacos tune) up to N measurements in the database (default 0: no tuning)")
+    s.add_argument("--threads", type=int, default=None, help="threads for every runtime (default: usable cores)")
+    s.add_argument("--metaschedule-trials", type=int, default=0, metavar="N",
+                   help="also time TVM Relax tuned by MetaSchedule with N trials (default 0: skip)")
+    s.add_argument("--no-relax", action="store_true", help="skip TVM Relax untuned (slow on big models)")
+    s.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default 15)")
+    s.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
+    s.add_argument("--plot", metavar="OUT.png", help="draw a bar chart of the medians")
+    s.set_defaults(fn=cmd_bench)
     return p
 
 

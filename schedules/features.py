@@ -1,0 +1,159 @@
+"""Features of a (workload, schedule point) pair for the learned cost model — computed analytically.
+
+The loop nest a point produces is known from the knobs alone (:mod:`schedules.apply` builds exactly
+outer · mid · r_outer · r_inner · tile in the chosen order), so nothing is lowered or compiled here: extents,
+vector width, parallel extent and load balance, unrolled body size, accumulator registers, and — from the main
+stage's index expressions — the bytes each loop level touches (per cache level) and its arithmetic intensity.
+Extracting a few thousand candidates takes milliseconds, which is what a model-guided search needs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Sequence
+
+import numpy as np
+
+from schedules.kernel import Access, KernelShape, kernel_shape
+from schedules.space import Point
+
+L1_BYTES = 32 * 1024
+L2_BYTES = 512 * 1024
+LEVELS = ("reg", "rin", "mid", "task")
+
+FEATURE_NAMES = (
+    # workload
+    "log_flops", "log_spatial", "log_reduce", "n_spatial", "n_reduce", "log_last_extent", "injective",
+    # tiling and loop structure
+    "log_outer", "log_mid", "log_tile", "log_rin", "log_rout", "order_MR", "order_RM", "order_RRM",
+    "acc_none", "acc_outer", "acc_inner", "log_acc_elems", "acc_vregs", "acc_spill",
+    # parallel / vector / unroll
+    "par", "log_par_extent", "balance", "vec", "log_vec_width", "vec_full_regs", "vec_tail",
+    "unroll", "log_unrolled", "log_auto_unroll", "epi_fuse", "pad_at", "pad_inline", "inline", "layout_packed",
+    # memory access of the innermost spatial axis
+    "inner_contiguous", "inner_broadcast", "inner_strided",
+    # footprint and intensity per loop level
+    *(f"{kind}_{lvl}" for lvl in LEVELS for kind in ("log_bytes", "log_intensity", "over_l1", "over_l2")),
+)
+INDEX = {n: k for k, n in enumerate(FEATURE_NAMES)}
+
+
+def _log(x: float) -> float:
+    return math.log2(max(float(x), 1.0))
+
+
+def footprint(acc: Access, extents: Sequence[int]) -> float:
+    """Elements of ``acc``'s tensor touched while the loop axes run over ``extents`` (spatial then reduce)."""
+    n = 1.0
+    for dim, coefs in zip(acc.dims, acc.coefs):
+        span = 1.0 + sum(c * (e - 1) for c, e in zip(coefs, extents))
+        n *= min(float(dim), span)
+    return n
+
+
+def _stride(acc: Access, axis: int) -> float:
+    """Element stride of ``acc`` (row-major) when loop axis ``axis`` advances by one."""
+    stride, step = 0.0, 1.0
+    for dim, coefs in zip(reversed(acc.dims), reversed(acc.coefs)):
+        stride += coefs[axis] * step
+        step *= dim
+    return stride
+
+
+def _cores(target: str) -> int:
+    try:
+        return int(json.loads(target).get("num-cores", 1))
+    except (ValueError, AttributeError):
+        return 1
+
+
+def _reduction_features(f: dict, sh: KernelShape, p: Point, lanes: int, cores: int) -> None:
+    n, nr = len(sh.spatial), len(sh.reduce)
+    packed = p.get("layout") == "packed" and sh.packed is not None
+    vaxis = sh.packed[0] if packed else n - 1
+    mids = [p[f"s{i}"][0] for i in range(n)]
+    tiles = [p[f"s{i}"][1] for i in range(n)]
+    outers = [e // (m * t) for e, m, t in zip(sh.spatial, mids, tiles)]
+    rin = [p[f"r{j}"] for j in range(nr)]
+    rout = [e // r for e, r in zip(sh.reduce, rin)]
+    order, acc = p["order"], p["acc"]
+    outer = math.prod(outers) // (outers[-1] if not p.get("fuse_last", 1) and n > 1 else 1)
+    f.update(log_outer=_log(outer), log_mid=_log(math.prod(mids)), log_tile=_log(math.prod(tiles)),
+             log_rin=_log(math.prod(rin)), log_rout=_log(math.prod(rout)))
+    f[f"order_{order}"] = 1.0
+    f[f"acc_{acc}"] = 1.0
+    acc_elems = 0 if acc == "none" else math.prod(tiles) * (math.prod(mids) if acc == "outer" else 1)
+    f["log_acc_elems"] = _log(acc_elems)
+    vregs = math.prod(tiles) / max(1, lanes)
+    f["acc_vregs"], f["acc_spill"] = vregs, float(vregs > 12)
+    vec_w = tiles[vaxis] if p["vec"] else 1
+    f.update(vec=float(p["vec"] and tiles[vaxis] > 1), log_vec_width=_log(vec_w),
+             vec_full_regs=float(vec_w % lanes == 0), vec_tail=float(vec_w % lanes) / lanes)
+    unrolled = math.prod(tiles) // (tiles[vaxis] if p["vec"] else 1) if p["unroll"] else 1
+    if p["unroll"] == 2:
+        unrolled *= math.prod(rin)
+    f.update(unroll=float(p["unroll"]), log_unrolled=_log(unrolled), log_auto_unroll=_log(1 + p["auto_unroll"]),
+             epi_fuse=float(p.get("epi") == "fuse"), pad_at=float(p.get("pad") == "at"),
+             pad_inline=float(p.get("pad") == "inline"), layout_packed=float(packed))
+    _parallel(f, outer, p["par"], cores)
+    reads = sh.accesses[:-1]
+    # a packed constant is the one read that uses the packed axis, and packing makes that read contiguous
+    strides = [min(_stride(a, vaxis), 1.0) if packed else _stride(a, vaxis) for a in reads]
+    f.update(inner_contiguous=sum(s == 1 for s in strides), inner_broadcast=sum(s == 0 for s in strides),
+             inner_strided=sum(s > 1 for s in strides))
+    mt = [m * t for m, t in zip(mids, tiles)]
+    ones = [1] * nr
+    levels = {"reg": tiles + ones, "rin": tiles + rin, "task": mt + list(sh.reduce),
+              "mid": {"MR": tiles + list(sh.reduce), "RM": mt + rin, "RRM": mt + ones}[order]}
+    for lvl, ext in levels.items():
+        nbytes = sum(footprint(a, ext) * a.itemsize for a in sh.accesses)
+        flops = 2.0 * math.prod(ext)
+        f[f"log_bytes_{lvl}"] = _log(nbytes)
+        f[f"log_intensity_{lvl}"] = math.log2(max(flops / max(nbytes, 1.0), 1e-3))
+        f[f"over_l1_{lvl}"] = float(nbytes > L1_BYTES)
+        f[f"over_l2_{lvl}"] = float(nbytes > L2_BYTES)
+
+
+def _parallel(f: dict, extent: int, par: int, cores: int) -> None:
+    f["par"] = float(par)
+    f["log_par_extent"] = _log(extent if par else 1)
+    if par and extent > 0:
+        f["balance"] = extent / (math.ceil(extent / cores) * cores)
+    else:
+        f["balance"] = 1.0 / cores
+
+
+def extract(workload, point: Point, lanes: int | None = None) -> np.ndarray:
+    """The feature vector (``FEATURE_NAMES`` order) of one candidate."""
+    from schedules.default import VECTOR_LANES
+
+    from schedules.space import space_for
+
+    lanes = lanes or VECTOR_LANES
+    sh = kernel_shape(workload)
+    point = space_for(workload).knob_point(point)
+    f: dict[str, float] = {
+        "log_flops": _log(sh.flops), "log_spatial": _log(math.prod(sh.spatial)),
+        "log_reduce": _log(math.prod(sh.reduce)), "n_spatial": len(sh.spatial), "n_reduce": len(sh.reduce),
+        "log_last_extent": _log(sh.spatial[-1]), "injective": float(sh.kind == "injective")}
+    cores = _cores(workload.target)
+    if sh.kind == "reduction":
+        _reduction_features(f, sh, point, lanes, cores)
+    else:
+        total = math.prod(sh.spatial)
+        lw, un = point["lanes"], point["unroll"]
+        f.update(vec=float(lw > 1), log_vec_width=_log(lw), vec_full_regs=float(lw % lanes == 0),
+                 vec_tail=float(lw % lanes) / lanes, unroll=float(un > 1), log_unrolled=_log(un),
+                 inline=float(point.get("inline", 0)), log_outer=_log(total // (lw * un)))
+        _parallel(f, total // (lw * un), point["par"], cores)
+    row = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
+    for name, value in f.items():
+        row[INDEX[name]] = value
+    return row
+
+
+def extract_many(candidates: Sequence) -> np.ndarray:
+    """Features of ``(workload, point)`` pairs or :class:`schedules.measure.MeasureInput` records."""
+    rows = [extract(*((c.workload, c.point) if hasattr(c, "point") else c)) for c in candidates]
+    return np.stack(rows) if rows else np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)

@@ -1,0 +1,94 @@
+"""The RPC runner: measure on a remote board through a TVM RPC tracker (``tvm.rpc``).
+
+Set up on the board ``python -m tvm.exec.rpc_server --tracker HOST:9190 --key BOARD`` and, anywhere, a tracker
+``python -m tvm.exec.rpc_tracker --host 0.0.0.0 --port 9190``; then ``RPCRunner("HOST:9190", "BOARD")``
+(build for the board's target with ``LocalBuilder(cross_cc=...)``). Each built library is uploaded, loaded and
+timed on the board; its output is copied back and checked against the reference here.
+
+The client side runs in a persistent local worker that keeps one tracker session open across measurements; a
+hanging board or a lost session costs that worker (killed at the timeout, restarted, the session re-requested),
+and the failure is recorded like any other.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+from schedules.measure import BuildResult, Callback, MeasureResult, Runner, failed
+from schedules.runner import TimingConfig, check_and_time, load_reference, to_result
+from schedules.workers import Worker
+
+_SESSIONS: dict = {}
+_REFERENCES: dict = {}
+
+
+def _session(host: str, port: int, key: str, session_timeout: float):
+    from tvm import rpc
+
+    k = (host, port, key)
+    if k not in _SESSIONS:
+        tracker = rpc.connect_tracker(host, port)
+        _SESSIONS[k] = tracker.request(key, priority=1, session_timeout=session_timeout)
+    return _SESSIONS[k]
+
+
+def rpc_run_job(host: str, port: int, key: str, session_timeout: float, artifact: str, reference: str,
+                packed: tuple, cfg: TimingConfig) -> list[float]:
+    """Runs inside the client worker: upload, load, check against the reference, time on the remote device."""
+    try:
+        remote = _session(host, port, key, session_timeout)
+        remote.upload(artifact)
+        name = os.path.basename(artifact)
+        lib = remote.load_module(name)
+        inputs, expected = load_reference(reference, _REFERENCES, packed)
+        try:
+            return check_and_time(lib, remote.cpu(), inputs, expected, cfg)
+        finally:
+            try:
+                remote.remove(name)
+            except Exception:  # noqa: BLE001 — leftover files on the board are harmless
+                pass
+    except Exception as e:
+        if type(e).__name__ != "WrongResult":
+            _SESSIONS.pop((host, port, key), None)  # the session may be broken: request a fresh one next time
+        raise
+
+
+class RPCRunner(Runner):
+    """Measures on the device registered as ``key`` with the tracker at ``tracker`` ("host:port")."""
+
+    name = "rpc"
+
+    def __init__(self, tracker: str, key: str, timeout: float = 60.0, session_timeout: float = 600.0,
+                 number: int = 1, repeat: int = 5, min_repeat_ms: int = 20, cache_flush: bool = False,
+                 rtol: float = 1e-3, atol: float = 1e-3) -> None:
+        host, _, port = tracker.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"tracker {tracker!r}: expected HOST:PORT, e.g. 127.0.0.1:9190")
+        self.host, self.port, self.key = host, int(port), key
+        self.timeout, self.session_timeout = timeout, session_timeout
+        self.config = TimingConfig(number, repeat, min_repeat_ms, cache_flush, rtol, atol)
+        self.worker = Worker("rpc-client")
+        self.name = f"rpc:{key}"
+
+    def start(self) -> None:
+        self.worker.start()
+
+    def run(self, builds: Sequence[BuildResult], callback: Callback | None = None) -> list[MeasureResult]:
+        out = []
+        for b in builds:
+            if b.error is not None:
+                res = failed(b, b.error, self.name)
+            else:
+                job = self.worker.call("schedules.rpc:rpc_run_job",
+                                       (self.host, self.port, self.key, self.session_timeout, b.artifact,
+                                        b.reference, b.packed, self.config), self.timeout)
+                res = to_result(b, job, self.name)
+            out.append(res)
+            if callback:
+                callback(res)
+        return out
+
+    def close(self) -> None:
+        self.worker.close()

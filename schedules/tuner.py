@@ -1,0 +1,308 @@
+"""The search: a model-guided evolutionary strategy per workload and a task scheduler across workloads.
+
+Each round the scheduler picks one task (workload), the strategy proposes a batch — evolve a population by
+mutation and crossover from the best measured points, rank it with the cost model, take the top few plus a little
+ε-greedy exploration, never a point the database already has — the batch is built and measured, every result is
+committed to the database as it arrives, and the cost model is updated.
+
+Tasks are picked by their estimated gain on the whole model's latency: weight (kernels sharing the workload) ×
+(last round's improvement + best latency / (rounds + 1)), so kernels with a large share of the latency, or that
+are still improving, get the trials. Trial budgets count measurements already in the database, so a rerun of an
+interrupted tune continues where it stopped. Best candidates are re-measured (``validate``): on a shared machine
+the best of many single measurements is mostly luck.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from schedules.cost_model import CostModel, create
+from schedules.database import Database
+from schedules.measure import Builder, LocalBuilder, MeasureInput, MeasureResult, Runner, measure
+from schedules.progress import TuneProgress
+from schedules.space import DEFAULT_SCHEDULE, Point, ScheduleSpace, default_matches, space_for
+from schedules.workload import Workload
+
+WARM_START_LIMIT = 20000  # database records the cost model starts from (refitting on more gets slow)
+
+
+@dataclass
+class Task:
+    """The search state of one workload: what the database holds for it and how its rounds went."""
+
+    workload: Workload
+    weight: int = 1
+    space: ScheduleSpace | None = None
+    measured: dict = field(default_factory=dict)   # Point -> latency estimate (None: failed)
+    history: list = field(default_factory=list)    # best latency after each round
+    rounds: int = 0
+    new: int = 0
+    dead: bool = False                             # nothing left to propose, or the workload cannot be built
+
+    def __post_init__(self) -> None:
+        self.space = self.space or space_for(self.workload)
+        self._exact: bool | None = None
+
+    @property
+    def best(self) -> tuple[Point, float] | None:
+        ok = [(lat, p) for p, lat in self.measured.items() if lat is not None]
+        if not ok:
+            return None
+        lat, p = min(ok, key=lambda t: t[0])
+        return p, lat
+
+    @property
+    def baselines(self) -> list[Point]:
+        """What "the default schedule" is measured as: the space's default point, plus the reserved
+        DEFAULT_SCHEDULE point when default.py does something the knobs do not reproduce."""
+        if self._exact is None:
+            self._exact = default_matches(self.workload)
+        return [self.space.default()] if self._exact else [DEFAULT_SCHEDULE, self.space.default()]
+
+    @property
+    def default_latency(self) -> float | None:
+        if DEFAULT_SCHEDULE in self.measured:
+            return self.measured[DEFAULT_SCHEDULE]
+        if self._exact is None and self.space.default() in self.measured:
+            self._exact = default_matches(self.workload)
+        return self.measured.get(self.space.default()) if self._exact else None
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """What a tune found for one workload (latencies in seconds; None when nothing ran successfully)."""
+
+    workload: Workload
+    weight: int
+    best_point: Point | None
+    best_latency: float | None
+    default_latency: float | None
+    trials: int        # measurements of this workload in the database
+    new: int           # measured by this run
+    failures: int
+
+
+class EvolutionarySearch:
+    """Propose a batch: evolve ``population`` points for ``generations``, rank by the model, ε-greedy."""
+
+    def __init__(self, population: int = 128, generations: int = 3, elite: int = 16, eps: float = 0.15,
+                 seed: int = 0) -> None:
+        self.population, self.generations, self.elite, self.eps = population, generations, elite, eps
+        self.rng = random.Random(seed)
+
+    def propose(self, task: Task, model: CostModel, n: int) -> list[Point]:
+        space, rng, seen = task.space, self.rng, set(task.measured)
+        # the default schedule first: a tune never ends worse than the default
+        out: list[Point] = [p for p in task.baselines if p not in seen][:n]
+        ok = sorted(((lat, p) for p, lat in task.measured.items() if lat is not None), key=lambda t: t[0])
+        parents = [p for _, p in ok[: self.elite]]
+        # dicts, not sets: insertion order keeps a seeded search reproducible across processes
+        seeds = parents or [space.default()]
+        half = self.population // 2  # neighbours of the best so far, and fresh random points
+        pop = dict.fromkeys(parents + [space.mutate(rng.choice(seeds), rng) for _ in range(half)]
+                            + [space.sample(rng) for _ in range(self.population - half)])
+        for _ in range(self.generations):
+            ranked = self._rank(task, model, list(pop))
+            top = ranked[: max(2, len(ranked) // 4)] + parents
+            children = []
+            for _ in range(self.population):
+                if rng.random() < 0.3:
+                    children.append(space.crossover(rng.choice(top), rng.choice(top), rng))
+                else:
+                    children.append(space.mutate(rng.choice(top), rng))
+            pop = dict.fromkeys(top + children)
+        n_explore = round(self.eps * n) if n >= 4 else 0
+        for p in self._rank(task, model, list(pop)):
+            if len(out) >= n - n_explore:
+                break
+            if p not in seen and p not in out:
+                out.append(p)
+        for _ in range(20 * n):  # exploration, and fill-up when the model's population ran dry
+            if len(out) >= n:
+                break
+            p = space.sample(rng)
+            if p not in seen and p not in out:
+                out.append(p)
+        return out
+
+    @staticmethod
+    def _rank(task: Task, model: CostModel, points: list[Point]) -> list[Point]:
+        scores = np.asarray(model.predict([MeasureInput(task.workload, p) for p in points]))
+        return [points[i] for i in np.argsort(-scores, kind="stable")]
+
+
+class TaskScheduler:
+    """Spends a trial budget over tasks by estimated gain (see the module docstring)."""
+
+    def __init__(self, tasks: Sequence[Task], db: Database, builder: Builder, runner: Runner,
+                 cost_model: CostModel, strategy: EvolutionarySearch, batch_size: int = 8,
+                 progress: TuneProgress | None = None, validate: bool = True) -> None:
+        self.tasks, self.db, self.builder, self.runner = list(tasks), db, builder, runner
+        self.validate = validate
+        self.model, self.strategy, self.batch_size = cost_model, strategy, batch_size
+        self.progress = progress or TuneProgress(enabled=False)
+        for t in self.tasks:
+            db.add_workload(t.workload)
+            t.measured = {r.point: (r.latency if r.ok else None) for r in db.records(t.workload)}
+            if t.best:
+                t.history.append(t.best[1])
+        self._warm_start()
+
+    def _warm_start(self) -> None:
+        """Train the model on everything the database holds for this target (other models' workloads too)."""
+        targets = {t.workload.target for t in self.tasks}
+        inputs, results = [], []
+        for target in targets:
+            for w in reversed(self.db.workloads(target)):  # newest first, up to WARM_START_LIMIT records
+                for r in self.db.records(w):
+                    inputs.append(MeasureInput(w, r.point))
+                    results.append(r)
+                if len(inputs) >= WARM_START_LIMIT:
+                    break
+        if inputs:
+            self.model.update(inputs, results)
+
+    def _pick(self) -> Task | None:
+        live = [t for t in self.tasks if not t.dead]
+        if not live:
+            return None
+        fresh = [t for t in live if not t.measured]
+        if fresh:  # every task gets a first round (the default point), largest first
+            return max(fresh, key=lambda t: t.weight * t.workload.flops)
+
+        def gain(t: Task) -> float:
+            best = t.best[1] if t.best else 1.0
+            recent = t.history[-2] - t.history[-1] if len(t.history) >= 2 else best
+            return t.weight * (0.5 * max(recent, 0.0) + 0.5 * best / (1 + t.rounds))
+        return max(live, key=gain)
+
+    def _record(self, task: Task, r: MeasureResult) -> None:
+        if self.db.add(r):
+            task.new += 1
+        task.measured[r.point] = r.latency if r.ok else None
+        self.progress.update(task)
+
+    def run(self, trials: int) -> list[TuneResult]:
+        """Measure until the tasks hold ``trials`` measurements in all (database included) or nothing is left."""
+        self.progress.start(self.tasks, trials)
+        try:
+            while sum(len(t.measured) for t in self.tasks) < trials:
+                task = self._pick()
+                if task is None:
+                    break
+                n = min(self.batch_size, trials - sum(len(t.measured) for t in self.tasks))
+                points = self.strategy.propose(task, self.model, n)
+                if not points:
+                    task.dead = True
+                    continue
+                before = task.best
+                inputs = [MeasureInput(task.workload, p) for p in points]
+                results = measure(self.builder, self.runner, inputs, lambda r, t=task: self._record(t, r))
+                task.rounds += 1
+                if all(r.error_kind == "reference" for r in results):
+                    task.dead = True  # the unscheduled kernel itself cannot be built or run here
+                self.model.update(inputs, results)
+                if self.validate and before and task.best and task.best[1] < before[1]:
+                    self._validate(task, [task.best[0], before[0]])  # a new best: is it real, or noise?
+                if task.best:
+                    task.history.append(task.best[1])
+            if self.validate:
+                for t in self.tasks:
+                    if t.new:
+                        top = sorted(((lat, p) for p, lat in t.measured.items() if lat is not None),
+                                     key=lambda x: x[0])[:3]
+                        self._validate(t, [p for _, p in top] + t.baselines)
+        finally:
+            self.progress.stop()
+        return [self.result(t) for t in self.tasks]
+
+    def _validate(self, task: Task, points: Sequence[Point]) -> None:
+        """Re-measure successful ``points`` back to back (not counted as trials): a single measurement on a busy
+        machine is noisy, and the best of many noisy measurements is biased low. Estimates absorb the repeats."""
+        points = [p for p in dict.fromkeys(points) if task.measured.get(p) is not None]
+        if len(points) < 2:
+            return
+        for r in measure(self.builder, self.runner, [MeasureInput(task.workload, p) for p in points]):
+            estimate = self.db.refine(r)
+            if estimate is not None:
+                task.measured[r.point] = estimate
+        self.progress.update(task)
+
+    def result(self, t: Task) -> TuneResult:
+        best = t.best
+        return TuneResult(t.workload, t.weight, best[0] if best else None, best[1] if best else None,
+                          t.default_latency, len(t.measured), t.new,
+                          sum(1 for v in t.measured.values() if v is None))
+
+
+def tune_tasks(workloads: Sequence[tuple[Workload, int]], trials: int, db: Database | str,
+               runner: Runner | None = None, builder: Builder | None = None, cost_model: CostModel | str = "xgb",
+               batch_size: int = 8, seed: int = 0, progress: bool = False, validate: bool = True) -> list[TuneResult]:
+    """Tune ``(workload, weight)`` pairs with one shared budget of ``trials`` measurements (database included).
+
+    With ``validate``, a round's new best and, at the end, the top 3 and the default of every task tuned in this
+    run are re-measured (not counted as trials) so that a lucky measurement does not win."""
+    from schedules.runner import LocalRunner
+
+    own_db = not isinstance(db, Database)
+    database = Database(db) if own_db else db
+    own_builder, own_runner = builder is None, runner is None
+    builder = builder or LocalBuilder()
+    runner = runner or LocalRunner()
+    try:
+        tasks = [Task(w, weight) for w, weight in workloads]
+        sched = TaskScheduler(tasks, database, builder, runner, create(cost_model, seed=seed),
+                              EvolutionarySearch(seed=seed), batch_size, TuneProgress(enabled=progress), validate)
+        if sum(len(t.measured) for t in tasks) < trials:
+            for part in (builder, runner):
+                if hasattr(part, "start"):
+                    part.start()  # worker start-up (the TVM import) overlaps with the first proposal
+        return sched.run(trials)
+    finally:
+        if own_builder:
+            builder.close()
+        if own_runner:
+            runner.close()
+        if own_db:
+            database.close()
+
+
+def tune_workload(workload: Workload, trials: int, db: Database | str, runner: Runner | None = None,
+                  cost_model: CostModel | str = "xgb", builder: Builder | None = None, batch_size: int = 8,
+                  seed: int = 0, progress: bool = False, validate: bool = True) -> TuneResult:
+    """Tune one workload until the database holds ``trials`` measurements of it; the best found."""
+    return tune_tasks([(workload, 1)], trials, db, runner, builder, cost_model, batch_size, seed, progress,
+                      validate)[0]
+
+
+def remeasure(workload: Workload, points: Sequence[Point], rounds: int = 3, runner: Runner | None = None,
+              builder: Builder | None = None) -> dict[Point, list[float]]:
+    """Latencies of ``points`` measured again, interleaved ``rounds`` times (nothing is stored): a side-by-side
+    comparison on a noisy machine, e.g. of a tuned schedule against :data:`DEFAULT_SCHEDULE`."""
+    import os
+
+    from schedules.runner import LocalRunner
+
+    own_builder, own_runner = builder is None, runner is None
+    builder = builder or LocalBuilder()
+    runner = runner or LocalRunner()
+    builds = builder.build([MeasureInput(workload, p) for p in points])
+    try:
+        out: dict[Point, list[float]] = {p: [] for p in points}
+        for _ in range(rounds):
+            for b, r in zip(builds, runner.run(builds)):
+                if r.ok:
+                    out[b.input.point].append(r.latency)
+        return out
+    finally:
+        for b in builds:
+            if b.artifact and os.path.exists(b.artifact):
+                os.unlink(b.artifact)
+        if own_builder:
+            builder.close()
+        if own_runner:
+            runner.close()

@@ -1,0 +1,120 @@
+"""Schedule spaces: built from the instruction, plain-data points, repair, and numerics of random points.
+
+Every random point of every workload below must apply and compile, and its output must match the unscheduled
+kernel's (|Δ| ≤ 1e-3 + 1e-3·|ref|). The default point must issue exactly :func:`default_schedule`'s primitives.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import tvm_ffi
+
+from schedules.default import default_schedule, pack_constant, packed_inputs
+from schedules.space import DEFAULT_SCHEDULE, Point, ScheduleSpace, default_matches, space_for
+from schedules.tvm_env import host_target, tvm
+from schedules.workload import workload_from_op
+
+POOL = {"kernel": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1)}
+WORKLOADS = {
+    "conv": ("conv", [(1, 8, 10, 10), (16, 8, 3, 3), (16,)], {"pads": (1, 1, 1, 1)}, ("relu",)),
+    "conv_s2": ("conv", [(1, 8, 11, 11), (16, 8, 3, 3)], {"strides": (2, 2)}, ()),
+    "depthwise": ("conv", [(1, 16, 10, 10), (16, 1, 3, 3)], {"pads": (1, 1, 1, 1), "groups": 16}, ()),
+    "dense": ("dense", [(4, 64), (32, 64), (32,)], {}, ("relu",)),
+    "matmul": ("matmul", [(2, 12, 32), (2, 32, 24)], {}, ()),
+    "maxpool": ("maxpool", [(1, 8, 12, 12)], dict(POOL, dilations=(1, 1)), ()),
+    "avgpool": ("avgpool", [(1, 8, 11, 11)], dict(POOL, ceil_mode=1, count_include_pad=0), ()),
+    "softmax": ("softmax", [(4, 40)], {"axis": 1}, ()),
+    "global_avgpool": ("global_avgpool", [(1, 16, 7, 7)], {}, ()),
+    "relu": ("relu", [(2, 8, 6, 6)], {}, ()),
+    "transpose": ("transpose", [(2, 3, 40)], {"perm": (2, 0, 1)}, ()),
+}
+POINTS_PER_WORKLOAD = 2
+
+
+def workload(name):
+    op, shapes, attrs, epilogue = WORKLOADS[name]
+    return workload_from_op(op, shapes, attrs, epilogue)
+
+
+def run(mod, inputs, out_shape):
+    """Compile ``mod`` and run it, packing the constants it expects packed (as the compiler does)."""
+    lib = tvm.compile(mod, host_target())
+    args = list(inputs)
+    for param, dim, lanes in packed_inputs(mod["main"]):
+        args[param] = pack_constant(args[param], dim, lanes)
+    dev = tvm.cpu()
+    out = tvm.runtime.tensor(np.full(out_shape, np.nan, "float32"), dev)
+    lib["main"](*[tvm.runtime.tensor(a, dev) for a in args], out)
+    return out.numpy()
+
+
+@pytest.mark.parametrize("name", sorted(WORKLOADS))
+def test_default_point_issues_the_default_schedule(name):
+    """The knobs' default point is today's default schedule. If default.py learns a new strategy this fails
+    until the knobs learn it too; tuning stays safe meanwhile, as it then also measures DEFAULT_SCHEDULE."""
+    w = workload(name)
+    func, hint = w.lower()
+    space = space_for(w)
+    assert tvm_ffi.structural_equal(space.apply(func, space.default()).mod, default_schedule(func, hint).mod)
+    assert default_matches(w)
+    assert space.apply(func, DEFAULT_SCHEDULE, hint).mod.same_as(default_schedule(func, hint).mod) or \
+        tvm_ffi.structural_equal(space.apply(func, DEFAULT_SCHEDULE, hint).mod, default_schedule(func, hint).mod)
+
+
+@pytest.mark.parametrize("name", sorted(WORKLOADS))
+def test_random_points_compile_and_match_the_reference(name):
+    w = workload(name)
+    func, _ = w.lower()
+    space = space_for(w)
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal(t.shape).astype("float32") for t in w.input_types()]
+    out_shape = w.output_type().shape
+    want = run(tvm.IRModule({"main": func}), inputs, out_shape)
+    prng = random.Random(hash(name) % 1000)
+    points = [space.sample(prng) for _ in range(POINTS_PER_WORKLOAD - 1)]
+    points.append(space.crossover(points[0], space.mutate(space.default(), prng, 3), prng))
+    for p in points:
+        got = run(space.apply(func, p).mod, inputs, out_shape)
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3, err_msg=f"{w.name} {p}")
+
+
+def test_space_comes_from_the_instruction():
+    conv = space_for(workload("conv"))
+    assert conv.kind == "reduction"
+    assert conv.shape.spatial == (1, 16, 10, 10) and conv.shape.reduce == (8, 3, 3)
+    assert conv.shape.producers == ("n0_Xp",) and conv.shape.epilogue == ("n0_Y", "n1_Y")
+    assert {"s0", "s3", "r0", "r2", "order", "acc", "par", "vec", "unroll", "epi", "pad", "layout"} <= set(conv.knobs)
+    assert space_for(workload("relu")).kind == "injective"
+    # packing needs a compile-time constant: the same conv with a weight *input* has no layout knob
+    op, shapes, attrs, epi = WORKLOADS["conv"]
+    assert "layout" not in space_for(workload_from_op(op, shapes, attrs, epi, constant_weights=False)).knobs
+
+
+@pytest.mark.parametrize("name", ["conv", "dense", "softmax", "transpose"])
+def test_search_operators_give_valid_hashable_points(name):
+    space: ScheduleSpace = space_for(workload(name))
+    rng = random.Random(1)
+    for _ in range(200):
+        a, b = space.sample(rng), space.sample(rng)
+        for p in (a, space.mutate(a, rng), space.crossover(a, b, rng)):
+            assert space.is_valid(p)
+            assert Point.from_json(p.to_json()) == p and hash(p) == hash(Point.from_json(p.to_json()))
+
+
+def test_repair_fixes_garbage():
+    space = space_for(workload("conv"))
+    rng = random.Random(2)
+    for _ in range(200):
+        junk = {k: rng.choice([0, 1, 3, 7, 1000, -5, "x", (5, 7), (64, 64), None]) for k in space.knobs}
+        junk["not_a_knob"] = 1
+        fixed = space.repair(Point.of(junk))
+        assert space.is_valid(fixed) and set(fixed.as_dict()) == set(space.knobs)
+    # a fused epilogue needs an accumulator; "inner" needs a mid loop
+    p = space.repair(space.default().replace(acc="none", epi="fuse"))
+    assert p["acc"] == "outer"
+    assert space.repair(space.default().replace(acc="inner"))["acc"] == "outer"
+    assert json.loads(space.default().to_json())["order"] == "MR"

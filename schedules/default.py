@@ -296,7 +296,7 @@ def choose_strategy(sch: Schedule, block, hint: MainHint | None) -> str:  # noqa
     return "spatial" if contiguous and PREFER_SPATIAL else "packed"
 
 
-PREFER_SPATIAL = True
+PREFER_SPATIAL = False  # packed measured as fast or faster on every conv/dense shape tried here (1 thread)
 
 
 def default_schedule(func, hint: MainHint | None = None, strategy: str = "auto") -> Schedule:
@@ -314,7 +314,7 @@ def default_schedule(func, hint: MainHint | None = None, strategy: str = "auto")
         after = names[names.index(main) + 1:]
         epilogue_ok = after and all(not _is_reduction(sch, sch.get_sblock(n)) for n in after)
         mode = choose_strategy(sch, sch.get_sblock(main), hint) if strategy == "auto" else strategy
-        if strategy == "auto" and _reduce_points(sch, sch.get_sblock(main)) <= SMALL_REDUCTION:
+        if strategy == "auto" and mode != "packed" and _reduce_points(sch, sch.get_sblock(main)) <= SMALL_REDUCTION:
             mode = "light"
 
         def tile_main(s: Schedule, block, epilogue=None) -> None:

@@ -171,7 +171,7 @@ class ScheduleSpace:
                 a = max(cands, key=lambda a: ext[a])
                 default_tile[a] = next((f for f in (8, 4, 2) if ext[a] % f == 0), 1)
         # small windows (depthwise, pooling): schedules.default leaves the tile to LLVM ("light")
-        light = math.prod(sh.reduce) <= getattr(_default, "SMALL_REDUCTION", 0)
+        light = not sh.prefer_packed and math.prod(sh.reduce) <= getattr(_default, "SMALL_REDUCTION", 0)
         if light:
             default_tile = [1] * n
         knobs = []

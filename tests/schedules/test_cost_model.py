@@ -85,3 +85,84 @@ def test_holdout_quality_from_a_database(tmp_path):
             db.add(r)
         q = holdout_quality(db, "xgb", holdout=0.3, k=5)
     assert q["test"] > 20 and q["kendall_tau"] > 0.4, q
+
+
+# ---- an analytic latency model written from the knobs (not from the features the model sees) ----------------
+ANALYTIC = [workload_from_op("conv", [(1, 32, 28, 28), (64, 32, 3, 3), (64,)], {"pads": (1, 1, 1, 1)}, ("relu",),
+                             target='{"num-cores": 2}'),
+            workload_from_op("dense", [(1, 512), (256, 512)], target='{"num-cores": 2}'),
+            workload_from_op("matmul", [(4, 64, 32), (4, 32, 64)], constant_weights=False,
+                             target='{"num-cores": 2}')]
+
+
+def analytic_latency(w, p, rng) -> float:
+    """A roofline-flavoured CPU model: FMAs on the vectorized lanes actually used, spread over the parallel
+    extent, slowed by accumulator spills beyond 16 registers and by strided vector loads, plus 5 % noise."""
+    space = space_for(w)
+    sh, p = space.shape, space.knob_point(p)
+    n = len(sh.spatial)
+    axis = space.vector_axis(p)
+    tiles = [p[f"s{i}"][1] for i in range(n)]
+    mids = [p[f"s{i}"][0] for i in range(n)]
+    width = tiles[axis] if p["vec"] else 1
+    lanes = min(width, 8) * (width / (math.ceil(width / 8) * 8) if width > 1 else 1)
+    outer = math.prod(e // (m * t) for e, m, t in zip(sh.spatial, mids, tiles))
+    cores = min(2, outer) if p["par"] else 1
+    regs = math.prod(tiles) / 8
+    spill = 1 + max(0.0, regs - 12) / 6
+    strided = 1.0 if axis == n - 1 or p.get("layout") == "packed" else 1.6
+    unroll = 0.85 if p["unroll"] else 1.0
+    cycles = w.flops / (2 * 2 * max(lanes, 1)) / cores * spill * strided * unroll
+    return cycles / 2.4e9 * math.exp(rng.normal(0, 0.05))
+
+
+def analytic_dataset(n_per_workload, seed):
+    rng, prng = np.random.default_rng(seed), random.Random(seed)
+    inputs, results = [], []
+    for w in ANALYTIC:
+        space = space_for(w)
+        for p in {space.sample(prng) for _ in range(n_per_workload)}:
+            inputs.append(MeasureInput(w, p))
+            results.append(MeasureResult(w.key, p, analytic_latency(w, p, rng), (1.0,)))
+    return inputs, results
+
+
+def test_held_out_tau_on_an_analytic_latency_model():
+    """80 % train / 20 % test of each workload, as the kernel bench does. 5 % noise caps τ near 0.9 here (pairs
+    closer than the noise are coin flips); 0.7 is the target the bench reports against. (``rank:pairwise`` on the
+    same data reached only τ ≈ 0.5, which is why regression is the default objective.)"""
+    inputs, results = analytic_dataset(120, 4)
+    rng = random.Random(0)
+    test = [rng.random() < 0.2 for _ in inputs]
+    model = create("xgb")
+    model.update([i for i, t in zip(inputs, test) if not t], [r for r, t in zip(results, test) if not t])
+    q = ranking_quality(model, [i for i, t in zip(inputs, test) if t], [r for r, t in zip(results, test) if t])
+    assert q["workloads"] == 3 and q["kendall_tau_mean"] > 0.7 and q["kendall_tau_pooled"] > 0.7, q
+    assert q["top_k_recall"] >= 0.4, q
+
+
+@pytest.mark.parametrize("objective", ["reg:squarederror", "rank:pairwise"])
+def test_save_load_round_trip_keeps_predictions_and_keeps_learning(tmp_path, objective):
+    inputs, results = analytic_dataset(40, 5)
+    model = create("xgb", objective=objective)
+    model.update(inputs[:60], results[:60])
+    model.save(str(tmp_path / "m.json"))
+    again = create("xgb", objective=objective)
+    again.load(str(tmp_path / "m.json"))
+    np.testing.assert_allclose(again.predict(inputs), model.predict(inputs), rtol=1e-6)
+    again.update(inputs[60:], results[60:])  # the saved training data lets a loaded model keep updating
+    model.update(inputs[60:], results[60:])
+    np.testing.assert_allclose(again.predict(inputs), model.predict(inputs), rtol=1e-6)
+
+
+def test_pooled_tau_counts_same_workload_pairs_only():
+    inputs, results = dataset(30, 6)
+
+    class Oracle(CostModel):  # scores = -latency within a workload, shuffled offsets across workloads
+        def predict(self, cands):
+            lat = {(i.workload.key, i.point): float(r.latency) for i, r in zip(inputs, results)}
+            return np.array([-lat[(c.workload.key, c.point)] + (1.0 if c.workload is WORKLOADS[0] else 0)
+                             for c in cands])
+    q = ranking_quality(Oracle(), inputs, results)
+    assert q["kendall_tau_pooled"] == pytest.approx(1.0), q
+    assert q["kendall_tau_mean"] == pytest.approx(1.0), q

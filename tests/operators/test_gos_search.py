@@ -1,0 +1,106 @@
+"""The GOS search loop (NSGA-II ask/tell) on a tiny CNN with a tiny budget, the Pareto filter, the analysis
+ranking and the report's instruction text. The roofline latency model keeps this free of TVM builds."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from operators.gos import examples
+from operators.gos.latency import Roofline
+from operators.gos.space import node_candidates
+from operators.gos.analyze import analyze
+from operators.gos.report import instruction_text, render_markdown
+from operators.gos.search import Evaluation, FinetuneConfig, GOSSearch, SearchConfig, pareto_front
+
+
+def ev(acc, lat, key="a", error=None):
+    return Evaluation(((key, "dwsep"),), acc, lat, 0, 0, acc, error=error)
+
+
+def test_pareto_front_keeps_the_non_dominated():
+    evals = [ev(0.9, 3.0, "a"), ev(0.8, 1.0, "b"), ev(0.85, 2.0, "c"), ev(0.8, 2.5, "d"),
+             ev(0.99, 0.1, "e", error="boom")]
+    assert [e.choices[0][0] for e in pareto_front(evals)] == ["b", "c", "a"]
+
+
+class GroupsAreSlow(Roofline):
+    """A target where grouped convs run 50× slower than their FLOPs say (as on some accelerators)."""
+
+    def kernels(self, graph):
+        nodes = graph.node_map
+        return [replace(k, seconds=k.seconds * (50 if nodes[k.nodes[0]].attr("groups", 1) > 1 else 1))
+                for k in super().kernels(graph)]
+
+
+def test_candidates_are_pruned_by_latency_on_the_target():
+    g = examples.vgg_style(widths=(16, 32))
+    plain = node_candidates(g, "s2.conv2", max_per_op=50)
+    timed = node_candidates(g, "s2.conv2", max_per_op=50, latency=GroupsAreSlow(overhead_s=0))
+    assert any("group" in c.rewrite or "dwsep" in c.rewrite for c in plain)
+    assert timed and all("group" not in c.rewrite and "dwsep" not in c.rewrite for c in timed)
+    for c in timed:
+        assert c.latency_after * 1.1 <= c.latency_before
+        assert not any(o.latency_after < c.latency_after and o.params_after > c.params_after for o in timed)
+
+
+def test_analysis_ranks_ops_by_share_with_rewrites():
+    a = analyze(examples.tiny_cnn(), latency="roofline")
+    shares = [r.share for r in a.rows]
+    assert shares == sorted(shares, reverse=True) and abs(sum(shares) - 1) < 1e-9
+    top = a.rows[0]
+    assert top.op == "conv" and top.rewrites and 0 < top.best_flops_cut < 1
+    assert top.flops > 0 and top.bytes > 0 and top.gflops > 0 and "of latency" in top.why()
+    assert a.top(2)[0].node == top.node
+
+
+@pytest.fixture(scope="module")
+def search_result():
+    cfg = SearchConfig(population=4, generations=2, max_ops=2, max_per_op=3, depth=1, on_target=False,
+                       finetune=FinetuneConfig(epochs=1, max_steps=3), final_epochs=0)
+    search = GOSSearch(examples.tiny_cnn(), "digits", latency="roofline", config=cfg)
+    return search, search.run()
+
+
+def test_search_explores_and_returns_a_pareto_set(search_result):
+    search, result = search_result
+    assert len(result.genes) == 2 and all(opts[0] == "keep" for _, opts in result.genes)
+    assert result.original.choices == () and result.original.test_accuracy is not None
+    assert 3 <= len(result.evaluations) <= 8
+    assert result.pareto and all(e.test_accuracy is not None and e.choices for e in result.pareto)
+    lat = [e.latency_s for e in result.pareto]
+    assert lat == sorted(lat) and min(lat) < result.original.latency_s
+    for e in result.pareto:   # every member's graph is there, fine-tuned, with the chosen ops rewritten
+        g = result.graphs[e.key]
+        assert g.output_types() == examples.tiny_cnn().output_types()
+        assert e.flops < result.original.flops
+    assert search.evaluate(dict(result.pareto[0].choices)) is search.cache[result.pareto[0].choices]
+
+
+def test_a_failing_candidate_is_data_not_an_exception(search_result, monkeypatch):
+    search, _ = search_result
+    import operators.gos.search as mod
+
+    def broken(graph, choices):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(mod, "apply", broken)
+    bad = search.evaluate({search.genes[0][0]: "dwsep:7"})   # a genome not evaluated before
+    assert bad.error and "boom" in bad.error and bad.objectives() == (0.0, 1e9)
+
+
+def test_report_prints_instructions_and_effects():
+    from operators.gos.report import OpEffect
+
+    g = examples.tiny_cnn()
+    text = instruction_text(g, "conv2")
+    assert text.startswith("%conv2 = conv(") and "Σ_{c<8, r0<3, r1<3}" in text and "conv2.w[k, c, r0, r1]" in text
+    effect = OpEffect("conv2", "dwsep", 10, 2, 5, 1, 2e-6, 1e-6, 0.5, text, text)
+    payload = {"graph": "g", "dataset": "digits", "latency_model": "roofline",
+               "timing": {"rounds": 3, "schedules": "default"},
+               "original": {"test_accuracy": 0.9, "val_accuracy": 0.9, "flops": 1e6},
+               "pareto": [{"id": "m1", "key": "conv2=dwsep", "choices": {"conv2": "dwsep"}, "speedup": 2.5,
+                           "test_accuracy": 0.89, "val_accuracy": 0.9, "flops": 5e5, "params": 10}]}
+    md = render_markdown(payload, {"conv2=dwsep": [effect]})
+    assert "2.50×" in md and "-1.0 pt" in md and "Original instruction" in md and "Σ_{c<8" in md

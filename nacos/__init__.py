@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 from nacos.api import compile, inspect, load
 
 __version__ = "0.1.0"
-__all__ = ["load", "compile", "inspect", "tune", "Compiled", "__version__"]
+__all__ = ["load", "compile", "inspect", "tune", "gos", "Compiled", "__version__"]
 
 if TYPE_CHECKING:
     from nacos.compiled import Compiled
+    from nacos.gos import gos
     from nacos.tuning import tune
 
 
@@ -35,4 +36,8 @@ def __getattr__(name: str):
         from nacos.tuning import tune
 
         return tune
+    if name == "gos":
+        from nacos.gos import gos
+
+        return gos
     raise AttributeError(f"module 'nacos' has no attribute {name!r}")

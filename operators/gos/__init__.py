@@ -8,11 +8,14 @@ Module map::
                    rank reduction (each emits new nodes with transferred weights)
     attention.py   softmax attention → linear attention (φ = elu+1 or relu, from existing ops)
     rewrites.py    the (pattern, rewrite) rule table, rewrite names ("bottleneck:0.5>dwsep"), apply
-    space.py       candidate generation: single rules and compositions that cut FLOPs
+    space.py       candidate generation: single rules and compositions that cut FLOPs (and, given a latency
+                   model, time on the target)
+    calibrate.py   per-channel output calibration after an inexact transfer (fitted on real inputs)
     latency.py     latency models (measured per kernel, tuned from a database, roofline) with create(kind)
     analyze.py     operator complexity analysis: ops ranked by share of latency, FLOPs, bytes, GFLOP/s
     search.py      NSGA-II (pymoo, ask/tell) over one rewrite choice per op; accuracy after distillation
-    report.py      pareto.json, report.md (original vs replacement instructions), artifacts
+    report.py      pareto.json, report.md (original vs replacement instructions), artifacts, side-by-side timing
+    examples.py    small IR models (VGG-style, ResNet-style, tiny CNN, attention) for tests, bench and docs
 
 The small API used by joint search (``nacos optimize``)::
 

@@ -13,6 +13,39 @@ from ir.registry import get_op
 from schedules.lowering import Group
 
 
+def _next_member(chain, consumers, outputs, taken):
+    """The elementwise node that extends ``chain``, or None.
+
+    Usually the tail's only consumer. Also a small diamond such as SiLU, x·sigmoid(x): the tail feeds a unary
+    elementwise node *and* the binary node that joins both — then the unary node joins, and the binary one next
+    (every member but the last must be read only inside the group)."""
+    tail = chain[-1]
+    if tail.name in outputs:
+        return None
+    users = consumers.get(tail.name, [])
+    members = {n.name for n in chain}
+
+    def joinable(n) -> bool:
+        return n.name not in taken and get_op(n.op).elementwise and n.type.shape == tail.type.shape
+
+    if len(users) == 1:
+        return users[0] if joinable(users[0]) else None
+    if len(users) == 2:
+        for a, b in (users, users[::-1]):
+            b_inputs = set(b.inputs)
+            if joinable(a) and joinable(b) and b_inputs <= members | {a.name} and a.name in b_inputs \
+                    and a.name not in outputs and [u.name for u in consumers.get(a.name, [])] == [b.name]:
+                return a
+    return None
+
+
+def _closed(chain, consumers, outputs) -> bool:
+    """Only the last member is read from outside the group (or is a graph output)."""
+    members = {n.name for n in chain}
+    return all(m.name not in outputs and all(u.name in members for u in consumers.get(m.name, []))
+               for m in chain[:-1])
+
+
 def partition(graph: Graph, fuse: bool = True) -> list[Group]:
     consumers = graph.consumers()
     outputs = set(graph.outputs)
@@ -25,15 +58,13 @@ def partition(graph: Graph, fuse: bool = True) -> list[Group]:
         chain = [node]
         taken.add(node.name)
         while fuse:
-            tail = chain[-1]
-            users = consumers.get(tail.name, [])
-            if tail.name in outputs or len(users) != 1:
-                break
-            nxt = users[0]
-            if nxt.name in taken or not get_op(nxt.op).elementwise or nxt.type.shape != tail.type.shape:
+            nxt = _next_member(chain, consumers, outputs, taken)
+            if nxt is None:
                 break
             chain.append(nxt)
             taken.add(nxt.name)
+        while len(chain) > 1 and not _closed(chain, consumers, outputs):
+            taken.discard(chain.pop().name)  # a diamond left half-joined: give its nodes back
         members = {n.name for n in chain}
         inputs: list[str] = []
         for n in chain:

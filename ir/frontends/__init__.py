@@ -35,4 +35,27 @@ def from_torch(module: Any, example_inputs: tuple):
     return _from_torch(module, example_inputs)
 
 
-__all__ = ["ModelImportError", "from_onnx", "from_torch"]
+def reshape_to(imp: Any, x: str, shape) -> str:
+    """``x`` reshaped to ``shape`` (no node when it already has it); ``imp`` is either frontend's importer."""
+    shape = tuple(int(d) for d in shape)
+    return x if imp.shape(x) == shape else imp.op("reshape", x, shape=shape)
+
+
+def numpy_matmul(imp: Any, x: str, y: str) -> str:
+    """numpy/ONNX/torch ``matmul`` semantics on the IR's rank ≥ 2 ``matmul``: a 1-D operand becomes a row
+    (left) or column (right) for the product, and that axis is dropped again from the result."""
+    sa, sb = imp.shape(x), imp.shape(y)
+    if len(sa) == 1:
+        x = reshape_to(imp, x, (1,) + sa)
+    if len(sb) == 1:
+        y = reshape_to(imp, y, sb + (1,))
+    out = imp.op("matmul", x, y)
+    shape = imp.shape(out)
+    if len(sb) == 1:
+        shape = shape[:-1]
+    if len(sa) == 1:
+        shape = shape[:-2] + shape[-1:] if len(sb) != 1 else shape[:-1]
+    return reshape_to(imp, out, shape)
+
+
+__all__ = ["ModelImportError", "from_onnx", "from_torch", "reshape_to", "numpy_matmul"]

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ir.frontends import ModelImportError
+from ir.frontends import ModelImportError, reshape_to
 from ir.graph import GraphBuilder
 
 Value = Any  # str (an IR node name) or np.ndarray (a value known at import time)
@@ -201,9 +201,7 @@ def _slice_params(shape: tuple, starts, ends, axes, steps) -> tuple[list, list, 
     return rs, re_, ra, rst
 
 
-def _reshape(imp: Importer, x: str, shape: tuple) -> str:
-    shape = tuple(int(d) for d in shape)
-    return x if imp.shape(x) == shape else imp.op("reshape", x, shape=shape)
+_reshape = reshape_to  # shared by both frontends (ir.frontends)
 
 
 def _slice(imp: Importer, x: str, starts, ends, axes, steps=None) -> str:

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from ir.frontends import numpy_matmul
 from ir.frontends.onnx_base import Converter, _axis, _ints, _reshape, _Unsupported, _window_pads
 # the shape/layout converters, registered in CONVERTERS below
 from ir.frontends.onnx_layout_ops import (_cast, _concat, _expand, _flatten, _gather, _needs_constants, _pad,
@@ -126,22 +127,10 @@ def _gemm(imp, node, a):
 
 
 def _matmul(imp, node, a):
-    sa, w = imp.in_shape(node, 0), imp.c(node, 1)
+    w = imp.c(node, 1)
     if w is not None and w.ndim == 2:  # x @ W with a constant 2-D W is a dense layer with weight Wᵀ
         return [imp.op("dense", imp.t(node, 0), imp.constant(np.ascontiguousarray(w.T), "weight"))]
-    x, y = imp.t(node, 0), imp.t(node, 1)
-    sb = imp.shape(y)
-    if len(sa) == 1:
-        x = _reshape(imp, x, (1,) + sa)
-    if len(sb) == 1:
-        y = _reshape(imp, y, sb + (1,))
-    out = imp.op("matmul", x, y)
-    shape = imp.shape(out)
-    if len(sb) == 1:
-        shape = shape[:-1]
-    if len(sa) == 1:
-        shape = shape[:-2] + shape[-1:] if len(sb) != 1 else shape[:-1]
-    return [_reshape(imp, out, shape)]
+    return [numpy_matmul(imp, imp.t(node, 0), imp.t(node, 1))]
 
 
 def _batchnorm(imp, node, a):

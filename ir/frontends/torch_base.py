@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import fx
 
+from ir.frontends import reshape_to
 from ir.graph import GraphBuilder
 
 aten = torch.ops.aten
@@ -99,9 +100,7 @@ def _tup(v: Any, n: int) -> tuple[int, ...]:
     return tuple(vals * n if len(vals) == 1 else vals)
 
 
-def _reshape(imp: Importer, x: str, shape) -> str:
-    shape = tuple(int(d) for d in shape)
-    return x if imp.shape(x) == shape else imp.op("reshape", x, shape=shape)
+_reshape = reshape_to  # shared by both frontends (ir.frontends)
 
 
 def _resolve_shape(in_shape: tuple, shape) -> tuple[int, ...]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ir.frontends import numpy_matmul
 from ir.frontends.torch_base import Converter, Importer, _axis, _np_dtype, _reshape, _tup, _Unsupported, aten
 # the shape/view converters, registered in CONVERTERS below
 from ir.frontends.torch_layout_ops import (_cat, _expand, _flatten, _permute, _select, _slice_node, _split,
@@ -106,19 +107,7 @@ def _matmul_values(imp: Importer, x: Any, y: Any) -> str:
     """numpy matmul; a constant 2-D right operand makes a dense layer (weight = its transpose)."""
     if isinstance(y, torch.Tensor) and y.dim() == 2 and not isinstance(x, torch.Tensor):
         return imp.op("dense", imp.t(x), imp.t(y.t().contiguous()))
-    x, y = imp.t(x), imp.t(y)
-    sa, sb = imp.shape(x), imp.shape(y)
-    if len(sa) == 1:
-        x = _reshape(imp, x, (1,) + sa)
-    if len(sb) == 1:
-        y = _reshape(imp, y, sb + (1,))
-    out = imp.op("matmul", x, y)
-    shape = imp.shape(out)
-    if len(sb) == 1:
-        shape = shape[:-1]
-    if len(sa) == 1:
-        shape = shape[:-2] + shape[-1:] if len(sb) != 1 else shape[:-1]
-    return _reshape(imp, out, shape)
+    return numpy_matmul(imp, imp.t(x), imp.t(y))
 
 
 def _matmul(imp, a, node):

@@ -153,11 +153,8 @@ def reference_job(workload_json: str, out_path: str, seed: int) -> float:
 
 
 # ---- builders --------------------------------------------------------------------------------------------------
-class Builder:
-    """Turns measure inputs into build results (never raises for a bad candidate)."""
-
-    def build(self, inputs: Sequence[MeasureInput]) -> list[BuildResult]:
-        raise NotImplementedError
+class _Closeable:
+    """``with`` support for builders and runners: ``close`` releases their worker processes."""
 
     def close(self) -> None:
         pass
@@ -167,6 +164,13 @@ class Builder:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class Builder(_Closeable):
+    """Turns measure inputs into build results (never raises for a bad candidate)."""
+
+    def build(self, inputs: Sequence[MeasureInput]) -> list[BuildResult]:
+        raise NotImplementedError
 
 
 class LocalBuilder(Builder):
@@ -237,22 +241,13 @@ class LocalBuilder(Builder):
 Callback = Callable[[MeasureResult], None]
 
 
-class Runner:
+class Runner(_Closeable):
     """Runs built candidates and reports one :class:`MeasureResult` each (``callback`` as soon as it is known)."""
 
     name = "runner"
 
     def run(self, builds: Sequence[BuildResult], callback: Callback | None = None) -> list[MeasureResult]:
         raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def measure(builder: Builder, runner: Runner, inputs: Sequence[MeasureInput],

@@ -13,10 +13,9 @@ and the failure is recorded like any other.
 from __future__ import annotations
 
 import os
-from typing import Sequence
 
-from schedules.measure import BuildResult, Callback, MeasureResult, Runner, failed
-from schedules.runner import TimingConfig, check_and_time, load_reference, to_result
+from schedules.measure import BuildResult
+from schedules.runner import TimingConfig, WorkerRunner, check_and_time, load_reference
 from schedules.workers import Worker
 
 _SESSIONS: dict = {}
@@ -55,7 +54,7 @@ def rpc_run_job(host: str, port: int, key: str, session_timeout: float, artifact
         raise
 
 
-class RPCRunner(Runner):
+class RPCRunner(WorkerRunner):
     """Measures on the device registered as ``key`` with the tracker at ``tracker`` ("host:port")."""
 
     name = "rpc"
@@ -72,23 +71,7 @@ class RPCRunner(Runner):
         self.worker = Worker("rpc-client")
         self.name = f"rpc:{key}"
 
-    def start(self) -> None:
-        self.worker.start()
-
-    def run(self, builds: Sequence[BuildResult], callback: Callback | None = None) -> list[MeasureResult]:
-        out = []
-        for b in builds:
-            if b.error is not None:
-                res = failed(b, b.error, self.name)
-            else:
-                job = self.worker.call("schedules.rpc:rpc_run_job",
-                                       (self.host, self.port, self.key, self.session_timeout, b.artifact,
-                                        b.reference, b.packed, self.config), self.timeout)
-                res = to_result(b, job, self.name)
-            out.append(res)
-            if callback:
-                callback(res)
-        return out
-
-    def close(self) -> None:
-        self.worker.close()
+    def _job(self, build: BuildResult):
+        return self.worker.call("schedules.rpc:rpc_run_job",
+                                (self.host, self.port, self.key, self.session_timeout, build.artifact,
+                                 build.reference, build.packed, self.config), self.timeout)

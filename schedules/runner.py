@@ -98,7 +98,32 @@ def local_run_job(artifact: str, reference: str, packed: tuple, cfg: TimingConfi
     return check_and_time(lib, tvm.cpu(), inputs, expected, cfg)
 
 
-class LocalRunner(Runner):
+class WorkerRunner(Runner):
+    """A runner that times each built candidate through one persistent worker: subclasses give the job."""
+
+    worker: Worker
+    name = "worker"
+
+    def _job(self, build: BuildResult):
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self.worker.start()
+
+    def run(self, builds: Sequence[BuildResult], callback: Callback | None = None) -> list[MeasureResult]:
+        out = []
+        for b in builds:
+            res = failed(b, b.error, self.name) if b.error is not None else to_result(b, self._job(b), self.name)
+            out.append(res)
+            if callback:
+                callback(res)
+        return out
+
+    def close(self) -> None:
+        self.worker.close()
+
+
+class LocalRunner(WorkerRunner):
     """Measures on this machine in one persistent, restartable worker.
 
     ``fault_plan`` (tests only) maps the index of a measurement made by this runner (0, 1, …) to a fault
@@ -118,27 +143,11 @@ class LocalRunner(Runner):
             raise ValueError(f"faults must be among {FAULTS}")
         self.count = 0
 
-    def start(self) -> None:
-        self.worker.start()
-
-    def run(self, builds: Sequence[BuildResult], callback: Callback | None = None) -> list[MeasureResult]:
-        out = []
-        for b in builds:
-            if b.error is not None:
-                res = failed(b, b.error, self.name)
-            else:
-                fault = self.fault_plan.get(self.count)
-                self.count += 1
-                job = self.worker.call("schedules.runner:local_run_job", (b.artifact, b.reference, b.packed,
-                                                                          self.config, fault), self.timeout)
-                res = to_result(b, job, self.name)
-            out.append(res)
-            if callback:
-                callback(res)
-        return out
-
-    def close(self) -> None:
-        self.worker.close()
+    def _job(self, build: BuildResult):
+        fault = self.fault_plan.get(self.count)
+        self.count += 1
+        return self.worker.call("schedules.runner:local_run_job", (build.artifact, build.reference, build.packed,
+                                                                   self.config, fault), self.timeout)
 
 
 def to_result(build: BuildResult, job, runner: str) -> MeasureResult:

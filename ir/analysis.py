@@ -9,7 +9,8 @@ Counting conventions (stated once, used for every op):
   2 · MACs, the usual convention (torch.utils.flop_counter uses it too);
 * MACs count the reduced points of ``sum`` stages whose body is a product;
 * bytes are what an ideal kernel moves: every input read once, the output written once;
-* params are the elements of the op's constant weight inputs (see ``OpDef.weight_inputs``).
+* params are the elements of the op's constant weight inputs (see ``OpDef.weight_inputs``);
+* memory (:func:`peak_memory`) is weights plus the peak of live activations, with no aliasing or in-place reuse.
 """
 
 from __future__ import annotations
@@ -143,3 +144,47 @@ def graph_cost(graph: Graph) -> Cost:
                if k < len(n.inputs) and nodes[n.inputs[k]].op == CONSTANT}
     params = sum(nodes[w].type.size for w in weights)
     return Cost(total.flops, total.macs, params, total.bytes_read, total.bytes_written)
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights_bytes: int
+    peak_activation_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + self.peak_activation_bytes
+
+
+def peak_memory(graph: Graph) -> MemoryEstimate:
+    """Bytes a run of ``graph`` needs when executed node by node in graph order: every constant, plus the peak of
+    live activations. A value is live from when it is produced (graph inputs: from the start) until its last
+    consumer has run (graph outputs: to the end); while a node computes, its inputs and its output are all live.
+
+    An upper bound for a real executor: nothing is aliased (a reshape gets its own buffer) or computed in place,
+    and fused kernels are not modelled (their intermediates would never be materialized).
+    """
+    nodes = graph.node_map
+    weights = sum(n.type.nbytes for n in graph.nodes if n.op == CONSTANT)
+    last_use: dict[str, int] = {}
+    for step, n in enumerate(graph.nodes):
+        for i in n.inputs:
+            last_use[i] = step
+    end = len(graph.nodes)
+    for o in graph.outputs:
+        last_use[o] = end
+    live = {i: nodes[i].type.nbytes for i in graph.inputs}
+    current = peak = sum(live.values())   # the caller hands over every input before the first node runs
+    for name in [i for i in graph.inputs if i not in last_use]:
+        current -= live.pop(name)
+    for step, n in enumerate(graph.nodes):
+        if n.op in (INPUT, CONSTANT):
+            continue
+        live[n.name] = n.type.nbytes
+        current += n.type.nbytes
+        peak = max(peak, current)
+        # freed after the node, including its own output when nothing reads it
+        for name in {*n.inputs, n.name}:
+            if name in live and last_use.get(name, step) <= step:
+                current -= live.pop(name)
+    return MemoryEstimate(int(weights), int(peak))

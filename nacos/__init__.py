@@ -6,6 +6,7 @@ Public API::
     info = nacos.inspect(graph)                      # per-node FLOPs/params/bytes from the math instructions
     model = nacos.compile(graph)                     # TVM, default schedules, this CPU
     report = nacos.tune(graph, trials=200, db="tune.db")  # schedule search; every measurement kept in tune.db
+    result = nacos.optimize("hyt", "digits", out="out/")  # joint network × schedule search → result.pareto
     outputs = model(x)                               # list of numpy arrays
     model.export("out/"); nacos.Compiled.load("out/")
 
@@ -19,11 +20,12 @@ from typing import TYPE_CHECKING
 from nacos.api import compile, inspect, load
 
 __version__ = "0.1.0"
-__all__ = ["load", "compile", "inspect", "tune", "gos", "Compiled", "__version__"]
+__all__ = ["load", "compile", "inspect", "tune", "gos", "optimize", "Compiled", "__version__"]
 
 if TYPE_CHECKING:
     from nacos.compiled import Compiled
     from nacos.gos import gos
+    from nacos.joint.api import optimize
     from nacos.tuning import tune
 
 
@@ -36,6 +38,10 @@ def __getattr__(name: str):
         from nacos.tuning import tune
 
         return tune
+    if name == "optimize":
+        from nacos.joint.api import optimize
+
+        return optimize
     if name == "gos":
         from nacos.gos import gos
 

@@ -3,6 +3,8 @@
     nacos ops [OP]                              each operator with its mathematical instruction
     nacos ops analyze MODEL.onnx [--json]       ops ranked by share of latency, FLOPs, bytes, GFLOP/s, rewrites
     nacos gos MODEL.onnx --dataset D -o OUT/    operator search (GOS): Pareto set, report.md, artifacts
+    nacos optimize [--space S | --model M.onnx] joint architecture × schedule search: pareto.json/png, report.md,
+        [--dataset D] [--budget-minutes M] -o OUT/   artifacts + ONNX per front member; --resume continues a run
     nacos inspect MODEL.onnx [--json]           per-node op, shapes, FLOPs, params; totals
     nacos compile MODEL.onnx -o OUT/ [--json]   compiled artifact (model.so + nacos.json) and summary.json
         [--db PATH]                             ... using the best tuned schedule per kernel from a tuning database
@@ -10,7 +12,8 @@
     nacos bench MODEL.onnx|ZOO@SIZE [--db PATH] nacos vs onnxruntime, PyTorch, TVM Relax (untuned, MetaSchedule),
         [--json OUT] [--plot OUT.png]           timed side by side; ratios to onnxruntime
 
-Exit codes: 0 success, 2 bad input (the one-line reason goes to stderr and nothing is written), 1 internal error.
+Exit codes: 0 success, 2 bad input (the one-line reason goes to stderr and nothing is written), 1 internal error,
+3 (optimize) no candidate met the latency/memory budget (the closest ones are printed).
 """
 
 from __future__ import annotations
@@ -297,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     _gos_arguments(sub.add_parser("gos", help="operator search: replace the costliest ops with cheaper math"))
 
+    from nacos.joint.cli import add_arguments as _optimize_arguments
+
+    _optimize_arguments(sub.add_parser("optimize", help="joint search of the network and its schedules: "
+                                       "Pareto front (accuracy, latency, memory), artifacts, report"))
+
     for name, fn, text in (("inspect", cmd_inspect, "per-node shapes, FLOPs, params and totals of a model"),
                            ("compile", cmd_compile, "compile a model into a deployable artifact")):
         s = sub.add_parser(name, help=text)
@@ -359,4 +367,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # ``python -m nacos.cli`` runs this file as __main__, a second copy of the module: subcommands living in other
+    # modules raise nacos.cli.UsageError, which is not this copy's class, so dispatch through the real module
+    from nacos.cli import main as _main
+
+    sys.exit(_main())

@@ -9,6 +9,7 @@ onnx or the rest of nacos' search machinery. An artifact is a folder::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -20,6 +21,27 @@ import numpy as np
 ARTIFACT_VERSION = 1
 LIBRARY = "model.so"
 METADATA = "nacos.json"
+
+
+@contextlib.contextmanager
+def _quiet_vm_log():
+    """Silence the native stderr while TVM saves or loads a VM executable: it logs one "Scope Saving/Loaded"
+    warning line per kernel, hundreds for a network, and nothing a user can act on. Errors still raise Python
+    exceptions with their message. ``NACOS_TVM_LOG=1`` keeps the log."""
+    if os.environ.get("NACOS_TVM_LOG") == "1":
+        yield
+        return
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class InputError(ValueError):
@@ -85,7 +107,8 @@ class Compiled:
         if meta.get("version") != ARTIFACT_VERSION:
             raise ValueError(f"{path}: artifact version {meta.get('version')} is not supported "
                              f"(this nacos reads version {ARTIFACT_VERSION})")
-        module = _tvm().runtime.load_module(str(path / LIBRARY))
+        with _quiet_vm_log():
+            module = _tvm().runtime.load_module(str(path / LIBRARY))
         spec = lambda d: TensorSpec(d["name"], tuple(d["shape"]), d["dtype"])  # noqa: E731
         kernels = [KernelInfo(k["name"], tuple(k["nodes"]), tuple(k["ops"]), k["output"]) for k in meta["kernels"]]
         return cls(module, [spec(d) for d in meta["inputs"]], [spec(d) for d in meta["outputs"]], meta["target"],
@@ -97,7 +120,8 @@ class Compiled:
         path.mkdir(parents=True, exist_ok=True)
         if not hasattr(self._module, "export_library"):
             raise RuntimeError("this model was loaded from an artifact; export the original instead")
-        self._module.export_library(str(path / LIBRARY))
+        with _quiet_vm_log():
+            self._module.export_library(str(path / LIBRARY))
         meta = {
             "version": ARTIFACT_VERSION,
             "name": self.name,

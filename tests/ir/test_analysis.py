@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ir import GraphBuilder, verify
-from ir.analysis import graph_cost, graph_costs, node_cost
+from ir.analysis import MemoryEstimate, graph_cost, graph_costs, node_cost, peak_memory
 from ir.registry import get_op
 
 
@@ -160,3 +160,44 @@ def test_flops_agree_with_torch_flop_counter():
         assert costs[name].flops >= counted[name] == 2 * costs[name].macs
     total_ours = costs[conv].flops + costs[dense].flops
     assert abs(total_ours - sum(counted.values())) <= 0.01 * sum(counted.values())
+
+
+# ---- peak memory -----------------------------------------------------------------------------------------------
+# x: float32[1, 4, 8, 8] = 1024 B; conv1 (4 → 8 channels) and relu outputs 2048 B; conv2 (8 → 4) output 1024 B;
+# w1 [8, 4, 3, 3] and w2 [4, 8, 3, 3] 1152 B each.
+def _block(residual: bool):
+    b = GraphBuilder("block")
+    x = b.input("x", (1, 4, 8, 8))
+    y = b.op("conv", x, b.constant(_zeros(8, 4, 3, 3), "w1"), pads=(1, 1, 1, 1))
+    y = b.op("conv", b.op("relu", y), b.constant(_zeros(4, 8, 3, 3), "w2"), pads=(1, 1, 1, 1))
+    if residual:
+        y = b.op("add", x, y)
+    return verify(b.build([y]))
+
+
+def test_peak_memory_of_a_chain():
+    """conv1 {x, y1} 3072 → x dies → relu {y1, y2} 4096 → y1 dies → conv2 {y2, y3} 3072: peak 4096."""
+    m = peak_memory(_block(residual=False))
+    assert m == MemoryEstimate(weights_bytes=2304, peak_activation_bytes=4096)
+    assert m.total_bytes == 2304 + 4096
+
+
+def test_peak_memory_of_a_residual_block_keeps_the_skip_alive():
+    """The skip keeps x (1024 B) alive until the add: relu {x, y1, y2} 5120 is the peak, above the chain's."""
+    m = peak_memory(_block(residual=True))
+    assert m == MemoryEstimate(weights_bytes=2304, peak_activation_bytes=5120)
+    assert m.peak_activation_bytes > peak_memory(_block(residual=False)).peak_activation_bytes
+
+
+def test_peak_memory_keeps_outputs_and_frees_dead_values():
+    """Graph outputs live to the end; an output nobody reads is counted while it is produced, then freed;
+    an unused input counts only at the start."""
+    b = GraphBuilder("multi")
+    x = b.input("x", (256,))                    # 1024 B
+    b.input("unused", (64,))                    # 256 B, given by the caller, never read
+    a = b.op("relu", x)                         # output: lives to the end
+    b.op("exp", x)                              # dead: never read, not an output
+    c = b.op("sigmoid", a)                      # last reader of a, which still lives on as an output
+    g = b.build([a, c])
+    # start {x, unused} 1280 → relu {x, a} 2048 → exp {x, a, e} 3072 → x dies → sigmoid {a, c} 2048
+    assert peak_memory(g) == MemoryEstimate(0, 3072)

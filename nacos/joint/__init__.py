@@ -1,0 +1,1 @@
+"""Joint architecture × schedule co-search (``nacos optimize``)."""

@@ -1,0 +1,192 @@
+"""``nacos.optimize``: the joint architecture × schedule co-search, end to end.
+
+    result = nacos.optimize("hyt", "digits", out="out/", budget_minutes=4)
+    result.pareto                       # measured front members: accuracy, latency_ms, params, artifact, …
+    result.best(latency_max_ms=0.2).load()(x)
+
+Writes ``OUT/pareto.json``, ``OUT/pareto.png``, ``OUT/report.md`` and ``OUT/members/<id>/`` (compiled artifact +
+``model.onnx``) per front member. ``baseline=True`` also runs the two-stage baseline (NAS judged on default
+schedules, then tuning of its front) with the same wall budget, in its own database, and plots both fronts.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from nacos.joint.result import Result, final_front, latency_model_quality, member
+from nacos.joint.runs import OptimizeConfig, RunContext
+
+DB_NAME = "nacos.db"
+BASELINE_DB = "baseline.db"
+
+
+class OptimizeError(ValueError):
+    """Bad input to ``nacos optimize`` (one line, says what is valid)."""
+
+
+def _validate(cfg: OptimizeConfig) -> None:
+    from nacos import data, spaces
+    from nacos.joint.fidelity import FIDELITIES
+    from nacos.targets import create as create_target
+
+    if cfg.model is None and cfg.space not in spaces.available():
+        raise OptimizeError(f"unknown search space {cfg.space!r}; available: {', '.join(spaces.available())} "
+                            "(or --model MODEL.onnx to search a model's operator rewrites)")
+    try:
+        create_target(cfg.target)
+    except (ValueError, NotImplementedError) as exc:
+        raise OptimizeError(str(exc)) from None
+    if cfg.fidelity not in FIDELITIES:
+        raise OptimizeError(f"unknown fidelity {cfg.fidelity!r}; available: {', '.join(FIDELITIES)}")
+    if str(cfg.dataset) not in data.available() and not Path(str(cfg.dataset)).exists():
+        raise OptimizeError(f"unknown dataset {cfg.dataset!r}; available: {', '.join(data.available())} "
+                            "(or a folder of class folders / an .npz file)")
+    for name in ("budget_minutes", "latency_max_ms", "memory_max_mb"):
+        value = getattr(cfg, name)
+        if value is not None and value <= 0:
+            raise OptimizeError(f"{name} must be > 0, got {value}")
+    if cfg.population < 4:
+        raise OptimizeError(f"population must be ≥ 4, got {cfg.population}")
+
+
+def _prepare_out(out: Path, resume: bool, force: bool) -> None:
+    has_run = (out / DB_NAME).exists() or (out / "checkpoint.pkl").exists()
+    if resume and not has_run:
+        raise OptimizeError(f"{out}: nothing to resume (no {DB_NAME} there)")
+    if has_run and not resume:
+        if not force:
+            raise OptimizeError(f"{out} holds a run already: --resume continues it, --force starts over")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _load_space(cfg: OptimizeConfig, dataset):
+    """(space, teacher graph): a named space, or the GOS rewrites of ``cfg.model`` (distilled from the model)."""
+    if cfg.model is None:
+        from nacos import spaces
+
+        return spaces.create(cfg.space), None
+    import nacos
+    from nacos.spaces import from_model
+
+    graph = nacos.load(cfg.model)
+    space = from_model(graph)
+    return space, graph
+
+
+def optimize(space: str = "hyt", dataset: str = "digits", *, out: str | Path = "nacos-optimize",
+             resume: bool = False, force: bool = False, progress: bool = False,
+             on_event: Callable[..., None] | None = None, **options: Any) -> Result:
+    """Run (or, with ``resume``, continue) a joint search; see :class:`nacos.joint.runs.OptimizeConfig` for the
+    options (``model``, ``target``, ``fidelity``, ``epochs``, ``budget_minutes``, ``latency_max_ms``,
+    ``memory_max_mb``, ``population``, ``slots``, ``menu_size``, ``measure_per_generation``, ``tune_trials``,
+    ``top_kernels``, ``seed``, ``baseline``)."""
+    from nacos import data as data_mod
+    from nacos.joint.progress import SearchProgress
+    from nacos.joint.report import write_outputs
+    from nacos.joint.store import RunStore
+
+    out = Path(out)
+    unknown = set(options) - {f.name for f in fields(OptimizeConfig)}
+    if unknown:
+        raise OptimizeError(f"unknown options {sorted(unknown)}")
+    cfg = OptimizeConfig(space=space, dataset=str(dataset), **options)
+    _validate(cfg)
+    _prepare_out(out, resume, force)
+    store = RunStore(str(out / DB_NAME), "joint")
+    saved = store.get_meta("config")
+    if resume and saved:
+        cfg = OptimizeConfig(**saved)  # a resumed run keeps its configuration
+    else:
+        store.set_meta("config", cfg.as_dict())
+    store.close()
+
+    ds = data_mod.load(cfg.dataset)
+    space_obj, teacher = _load_space(cfg, ds)
+    show = SearchProgress(cfg.budget_minutes * 60, enabled=progress, on_event=on_event)
+    payload = _run_joint(cfg, out, ds, space_obj, teacher, show)
+    if cfg.baseline:
+        from nacos.joint.baseline import two_stage
+
+        payload["baseline"] = two_stage(cfg, out, ds, space_obj, teacher, show)
+    write_outputs(payload, out)
+    show.stop()
+    return Result(payload, out)
+
+
+def _run_joint(cfg: OptimizeConfig, out: Path, ds, space, teacher, show) -> dict:
+    ctx = RunContext(cfg, out, out / DB_NAME, "joint", schedule_genes=True, tune=True, space=space, dataset=ds,
+                     teacher=teacher)
+    try:
+        show.start("joint", ctx.elapsed())
+        state = ctx.search(time.time() + cfg.budget_minutes * 60 - ctx.elapsed_before, show)
+        return finish(ctx, "joint", state.generation, show)
+    finally:
+        ctx.close()
+
+
+def finish(ctx: RunContext, method: str, generations: int, show, rows: list[dict] | None = None,
+           final_seconds: float = 120.0) -> dict:
+    """The payload of a finished run: the measured front (with default-schedule latencies timed side by side for
+    as many members as ``final_seconds`` allows), all measured rows, stats; non-front artifacts are removed."""
+    cfg = ctx.cfg
+    rows = rows if rows is not None else ctx.store.measured()
+    front, violations = final_front(rows, cfg.latency_max_ms, cfg.memory_max_mb)
+    front_ids = {r["id"] for r in front}
+    stop_at = time.time() + (final_seconds if cfg.compare_default else 0.0)
+    for r in front:
+        if r.get("latency_default_ms") is None and time.time() < stop_at:
+            show.note(f"{method}: timing {r['id']} against its default schedules")
+            _default_side_by_side(ctx, r)
+            ctx.store.add_measured(r["key"], r)
+    for r in rows:
+        r["front"] = r["id"] in front_ids
+        if not r["front"] and r.get("artifact"):
+            shutil.rmtree(ctx.out / r["artifact"], ignore_errors=True)
+            r["artifact"] = r["onnx"] = None
+            ctx.store.add_measured(r["key"], r)  # a resumed run must not point at the removed folder
+    stats = {"evaluations": ctx.store.evaluations(), "generations": generations,
+             "measured": sum(1 for r in rows if r.get("latency_ms")), "failed": sum(1 for r in rows if r.get("error")),
+             "kernel_measurements": ctx.db.count(), "seconds": round(ctx.elapsed(), 1),
+             "training_seconds": round(ctx.oracle.seconds, 1), "latency_model": latency_model_quality(rows),
+             "calibration": {"a": ctx.evaluator.calibration.a, "b_us": ctx.evaluator.calibration.b * 1e6}}
+    return {"version": 1, "method": method, "config": {**cfg.as_dict(), "target": ctx.target.name,
+                                                        "target_key": ctx.tkey},
+            "stats": stats, "pareto": [member(r) for r in front],
+            "measured": [dict(member(r), front=r["front"], error=r.get("error")) for r in rows],
+            "baseline": None, "budget_violations": violations}
+
+
+def _default_side_by_side(ctx: RunContext, row: dict) -> None:
+    """``latency_default_ms`` of a member: the same trained network with default schedules, timed interleaved
+    with the tuned artifact (6 rounds each) so the speedup is a side-by-side ratio."""
+    import numpy as np
+
+    import nacos
+    from nacos.joint.front import time_model
+    from nacos.joint.search import genome_of
+
+    try:
+        genome = genome_of(row, ctx.space.name)
+        trained = ctx.oracle.trained_graph(genome.arch, ctx.evaluator.graph(genome))
+        default = nacos.compile(trained)
+        tuned = ctx.measurer.compiled.get(row["id"]) or nacos.Compiled.load(ctx.out / row["artifact"])
+        x = ctx.measurer.x
+        t, d = [], []
+        for i in range(6):  # interleaved, alternating which goes first (the first after a pause ran slower)
+            pair = ((tuned, t), (default, d)) if i % 2 == 0 else ((default, d), (tuned, t))
+            for model, times in pair:
+                times.append(time_model(model, x, repeat=3))
+        row["latency_default_ms"] = float(np.median(d)) * 1e3
+        row["speedup_vs_default"] = float(np.median(d) / np.median(t))
+    except Exception as exc:  # noqa: BLE001 — the member stays on the front without the comparison
+        row["latency_default_ms"] = None
+        row["error_default"] = f"{type(exc).__name__}: {exc}"
+
+
+def with_config(cfg: OptimizeConfig, **changes: Any) -> OptimizeConfig:
+    return replace(cfg, **changes)

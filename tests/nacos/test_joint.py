@@ -1,0 +1,188 @@
+"""Unit tests of the joint search's parts: genome, store, calibration, final front, targets, input checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nacos import spaces
+from nacos.joint.evaluate import Calibration
+from nacos.joint.genome import DEFAULT, TUNED, Genome, JointGenome, menu, slot_order
+from nacos.joint.result import Result, final_front, hypervolume, latency_model_quality
+from nacos.joint.store import RunStore
+from schedules.space import DEFAULT_SCHEDULE
+from schedules.workload import target_key, unique_workloads
+
+
+@pytest.fixture(scope="module")
+def hyt():
+    return spaces.create("hyt")
+
+
+@pytest.fixture(scope="module")
+def arch_workloads(hyt):
+    arch = hyt.sample(np.random.default_rng(1))
+    graph = hyt.to_graph(arch, (1, 1, 16, 16), 10)
+    return arch, unique_workloads(graph, target_key())
+
+
+# ---- genome ------------------------------------------------------------------------------------------------
+def test_genome_variables_cover_architecture_and_schedule_slots(hyt):
+    from pymoo.core.variable import Choice, Integer
+
+    g = JointGenome(hyt, slots=5, menu_size=6)
+    v = g.variables()
+    assert len(v) == len(hyt.variables()) + 5
+    assert all(isinstance(v[f"k{i}"], Integer) and v[f"k{i}"].bounds == (0, 5) for i in range(5))
+    assert isinstance(v["a:s2_block"], Choice) and isinstance(v["a:stem"], Integer)
+
+
+def test_genome_decode_inverts_encode(hyt):
+    g = JointGenome(hyt, slots=3)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        genome = Genome(hyt.sample(rng), tuple(int(x) for x in rng.integers(0, 6, 3)))
+        back = g.decode(g.encode(genome))
+        assert back == genome and back.key == genome.key
+    assert Genome(genome.arch).key == genome.arch.archid
+
+
+def test_menu_is_fixed_per_workload_and_never_the_reserved_default(arch_workloads):
+    _, wl = arch_workloads
+    for w, _ in wl[:6]:
+        first = menu(w, 6)
+        menu.cache_clear()
+        assert menu(w, 6) == first  # same points in another process / after --resume
+        assert len(first) <= 4 and DEFAULT_SCHEDULE not in first
+        assert len(set(first)) == len(first)
+
+
+def test_schedule_genes_pick_default_tuned_or_menu_points(hyt, arch_workloads):
+    arch, wl = arch_workloads
+    ranked = slot_order(wl)
+    assert [w.flops * n for w, n in ranked] == sorted((w.flops * n for w, n in wl), reverse=True)
+    top = ranked[0][0]
+    g = JointGenome(hyt, slots=3, menu_size=6)
+    tuned_point = menu(top, 6)[-1]
+    chosen = g.schedule_of(Genome(arch, (DEFAULT, TUNED, 2)), wl, {top.key: tuned_point})
+    assert chosen[top.key] == DEFAULT_SCHEDULE                      # slot 0: gene 0
+    assert chosen[ranked[1][0].key] == DEFAULT_SCHEDULE             # slot 1: tuned, but nothing tuned yet
+    assert chosen[ranked[2][0].key] in (menu(ranked[2][0], 6)[0], DEFAULT_SCHEDULE)
+    chosen = g.schedule_of(Genome(arch, (TUNED, TUNED, TUNED)), wl, {top.key: tuned_point})
+    assert chosen[top.key] == tuned_point
+    # the NAS stage of the two-stage baseline: no genes, every kernel on its default schedule
+    nas = JointGenome(hyt, slots=0, menu_size=2, rest=DEFAULT)
+    assert set(nas.schedule_of(Genome(arch), wl, {top.key: tuned_point}).values()) == {DEFAULT_SCHEDULE}
+
+
+def test_genome_rejects_bad_settings(hyt):
+    with pytest.raises(ValueError):
+        JointGenome(hyt, slots=2, menu_size=1)
+    with pytest.raises(ValueError):
+        JointGenome(hyt, slots=-1)
+
+
+# ---- store ---------------------------------------------------------------------------------------------------
+def test_store_counts_each_individual_once_and_survives_reopening(tmp_path):
+    path = str(tmp_path / "run.db")
+    s = RunStore(path, "joint")
+    s.add_evaluation("a/1.2", "a", 0, [0.1, 0.2, 0.3], {"latency_s": 2e-4})
+    s.add_evaluation("a/1.2", "a", 1, [0.5, 0.5, 0.5], {})  # a cache hit is not a new evaluation
+    s.add_evaluation("b", "b", 0, [0.2, 0.1, 0.3], {})
+    s.add_accuracy("a", "digits:e1", 0.9, 0.88, 3.0, {"arch": [["stem", 4]]})
+    s.add_measured("a/1.2", {"id": "c0000", "latency_ms": 0.1})
+    s.set_meta("elapsed", 12.5)
+    s.close()
+    s = RunStore(path, "joint")
+    assert s.evaluations() == 2 and s.evaluation("a/1.2")[0] == [0.1, 0.2, 0.3]
+    assert s.accuracy("a", "digits:e1")["arch"] == [["stem", 4]] and s.trained("digits:e1") == [("a", 0.9)]
+    assert s.measured() == [{"id": "c0000", "latency_ms": 0.1}] and s.get_meta("elapsed") == 12.5
+    assert RunStore(path, "two-stage").evaluations() == 0  # runs share the file, not their rows
+
+
+# ---- calibration, fronts, quality ------------------------------------------------------------------------------
+def test_calibration_recovers_scale_and_per_kernel_overhead():
+    rng = np.random.default_rng(0)
+    sums = rng.uniform(2e-5, 2e-4, 12)
+    calls = rng.integers(30, 150, 12)
+    measured = 1.3 * sums + 0.8e-6 * calls
+    c = Calibration()
+    c.fit(sums, calls, measured)
+    assert c.a == pytest.approx(1.3, rel=1e-3) and c.b == pytest.approx(0.8e-6, rel=1e-3)
+    c.fit(sums[:1], calls[:1], measured[:1])
+    assert c.b == 0.0 and c(sums[0], calls[0]) == pytest.approx(measured[0])
+
+
+def _row(i, val, lat, mem, test=None):
+    return {"id": f"c{i:04d}", "key": str(i), "archid": str(i), "arch": {}, "val_accuracy": val,
+            "accuracy": val if test is None else test, "latency_ms": lat, "memory_bytes": mem,
+            "latency_predicted_ms": lat * 1.1, "params": 1, "flops": 1}
+
+
+def test_final_front_is_the_nondominated_measured_set_within_budget():
+    rows = [_row(0, 0.9, 0.2, 100), _row(1, 0.8, 0.1, 100), _row(2, 0.7, 0.3, 100), _row(3, 0.95, 0.5, 50),
+            {**_row(4, 0.99, 0.01, 1), "latency_ms": None, "error": "RuntimeError: boom"}]
+    front, violations = final_front(rows)
+    assert [r["id"] for r in front] == ["c0001", "c0000", "c0003"] and violations is None
+    front, _ = final_front(rows, latency_max_ms=0.25)
+    assert [r["id"] for r in front] == ["c0001", "c0000"]
+    front, violations = final_front(rows, latency_max_ms=0.01)
+    assert front == [] and "no candidate met the budget" in violations["message"]
+    assert violations["closest"][0]["id"] == "c0001"  # the fastest is the closest to a latency budget
+
+
+def test_hypervolume_and_latency_model_quality():
+    rows = [_row(0, 0.5, 1.0, 1), _row(1, 0.75, 2.0, 1)]
+    # union of boxes under reference (error 1, latency 3): 0.5·2 + 0.25·1
+    assert hypervolume(rows, 1.0, 3.0) == pytest.approx(1.25)
+    assert hypervolume([], 1.0, 3.0) == 0.0
+    q = latency_model_quality([_row(i, 0.5, 0.1 * (i + 1), 1) for i in range(4)])
+    assert q["kendall_tau"] == 1.0 and q["mape"] == pytest.approx(0.1) and q["n"] == 4
+
+
+def test_result_best_respects_limits(tmp_path):
+    front = [_row(1, 0.8, 0.1, 2**20), _row(0, 0.9, 0.2, 2**21)]
+    r = Result({"pareto": front, "measured": front}, tmp_path)
+    assert r.best().id == "c0000" and r.best(latency_max_ms=0.15).id == "c0001"
+    assert r.best(memory_max_mb=1.5).id == "c0001" and r.best(latency_max_ms=0.01) is None
+
+
+# ---- targets and bad input -----------------------------------------------------------------------------------
+def test_targets_registry_names_the_valid_ones():
+    from nacos import targets
+
+    assert targets.create().name == "host" and "host" in targets.available()
+    with pytest.raises(ValueError, match="available: .*host"):
+        targets.create("tpu")
+    with pytest.raises(NotImplementedError, match="not supported yet"):
+        targets.create("rpc")
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"space": "nope"}, "unknown search space 'nope'; available: hyt, mbv2, resnet"),
+    ({"target": "tpu"}, "unknown target 'tpu'; available:"),
+    ({"target": "rpc"}, "not supported yet"),
+    ({"dataset": "mnist-but-not"}, "unknown dataset"),
+    ({"budget_minutes": 0}, "budget_minutes must be > 0"),
+    ({"latency_max_ms": -1}, "latency_max_ms must be > 0"),
+    ({"fidelity": "guess"}, "unknown fidelity"),
+    ({"colour": "red"}, "unknown options"),
+])
+def test_optimize_rejects_bad_input_before_doing_anything(tmp_path, kw, match):
+    import nacos
+    from nacos.joint.api import OptimizeError
+
+    with pytest.raises(OptimizeError, match=match):
+        nacos.optimize(out=tmp_path / "out", **kw)
+    assert not (tmp_path / "out").exists()
+
+
+def test_optimize_refuses_to_mix_runs(tmp_path):
+    import nacos
+    from nacos.joint.api import OptimizeError
+
+    with pytest.raises(OptimizeError, match="nothing to resume"):
+        nacos.optimize(out=tmp_path, resume=True)
+    (tmp_path / "nacos.db").write_bytes(b"")
+    with pytest.raises(OptimizeError, match="--resume continues it, --force starts over"):
+        nacos.optimize(out=tmp_path)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+
+import numpy as np
 from typing import Any, Iterable
 
 # The optimizer's ``memory_max_mb`` budget is in binary megabytes (nacos.joint.evaluate); the report must agree.
@@ -118,9 +120,11 @@ def plot_pareto(payload: dict, path: str | Path) -> Path:
         front = by_latency(run.get("pareto", []))
         if front:
             x, y = [m["latency_ms"] for m in front], [m["accuracy"] * 100 for m in front]
-            # "post": a front member's accuracy stays reachable until the next faster-to-slower step
-            ax.step(x, y, where="post", color=color, marker="o", ms=5, lw=1.6,
-                    label=f"{label}: front ({len(front)})", zorder=3)
+            # the front is non-dominated in (validation error, latency, memory), so test accuracy need not rise
+            # with latency along it: the line is the best test accuracy reachable within each latency (running
+            # maximum, "post" steps), the markers are the members themselves
+            ax.step(x, np.maximum.accumulate(y), where="post", color=color, lw=1.6, zorder=2)
+            ax.scatter(x, y, color=color, s=28, label=f"{label}: front ({len(front)})", zorder=3)
             if len(front) <= 12:  # beyond that the ids only hide the points
                 for m in front:
                     ax.annotate(m["id"], (m["latency_ms"], m["accuracy"] * 100), xytext=(4, -10),

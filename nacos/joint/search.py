@@ -101,9 +101,20 @@ class SearchLoop:
 
         from nacos.joint.problem import JointProblem
 
-        algorithm = MixedVariableGA(pop_size=self.population, survival=RankAndCrowding())
-        algorithm.setup(JointProblem(self.genome.variables(), self.ev.constraints), seed=self.seed,
-                        termination=("n_gen", 10**9))
+        problem = JointProblem(self.genome.variables(), self.ev.constraints)
+        kw = {}
+        original = getattr(self.genome.space, "original", None)
+        if original is not None:
+            # a model's rewrite space: the unmodified model (tuned schedules) is in the first population, so the
+            # front shows what each rewrite buys against it
+            from pymoo.core.mixed import MixedVariableSampling
+            from pymoo.core.population import Population
+
+            first = Genome(original(), (1,) * self.genome.slots)
+            rest = MixedVariableSampling()(problem, self.population - 1, random_state=np.random.default_rng(self.seed))
+            kw["sampling"] = Population.merge(Population.new(X=[self.genome.encode(first)]), rest)
+        algorithm = MixedVariableGA(pop_size=self.population, survival=RankAndCrowding(), **kw)
+        algorithm.setup(problem, seed=self.seed, termination=("n_gen", 10**9))
         return LoopState(0, algorithm)
 
     def run(self, state: LoopState | None = None) -> LoopState:

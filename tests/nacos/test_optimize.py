@@ -172,3 +172,6 @@ def test_optimize_searches_the_operator_rewrites_of_an_onnx_model(tmp_path):
     choices = {v for m in payload["measured"] for v in m["arch"].values()}
     assert "keep" in choices or len(choices) > 1
     assert all(isinstance(m["arch"], dict) and m["arch"] for m in payload["measured"])
+    with sqlite3.connect(tmp_path / "out" / "nacos.db") as c:  # the unmodified model was in the first population
+        archs = [json.loads(r[0])["arch"] for r in c.execute("SELECT info FROM opt_evaluations")]
+    assert any(all(v == "keep" for _, v in a) for a in archs)

@@ -154,6 +154,15 @@ def test_default_optimize_finishes_in_ten_minutes(tmp_path):
     assert seconds <= 600, seconds
     payload = json.loads((tmp_path / "nacos-optimize" / "pareto.json").read_text())
     assert payload["pareto"] and all(m["latency_ms"] > 0 for m in payload["pareto"])
+    import nacos
+    from nacos import data
+    from nacos.joint.front import time_model
+
+    member = payload["pareto"][0]
+    model = nacos.Compiled.load(tmp_path / "nacos-optimize" / member["artifact"])
+    x = np.ascontiguousarray(data.load("digits").test.x[:1])
+    again = min(time_model(model, x) for _ in range(3)) * 1e3
+    assert 1 / 2.5 < again / member["latency_ms"] < 2.5, (again, member["latency_ms"])
 
 
 def test_optimize_searches_the_operator_rewrites_of_an_onnx_model(tmp_path):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -146,7 +146,7 @@ def finish(ctx: RunContext, method: str, generations: int, show, rows: list[dict
     for r in rows:
         r["front"] = r["id"] in front_ids
         if not r["front"] and r.get("artifact"):
-            shutil.rmtree(ctx.out / r["artifact"], ignore_errors=True)
+            ctx.measurer.remove_artifact(r["id"])
             r["artifact"] = r["onnx"] = None
             ctx.store.add_measured(r["key"], r)  # a resumed run must not point at the removed folder
     stats = {"evaluations": ctx.store.evaluations(), "generations": generations,
@@ -187,6 +187,3 @@ def _default_side_by_side(ctx: RunContext, row: dict) -> None:
         row["latency_default_ms"] = None
         row["error_default"] = f"{type(exc).__name__}: {exc}"
 
-
-def with_config(cfg: OptimizeConfig, **changes: Any) -> OptimizeConfig:
-    return replace(cfg, **changes)

@@ -87,8 +87,7 @@ class Fidelity:
     def __init__(self, oracle: AccuracyOracle, space: SearchSpace) -> None:
         self.oracle, self.space = oracle, space
 
-    def errors(self, archs: Sequence[Arch], graphs: Sequence[Graph], deadline: float | None = None
-               ) -> list[tuple[float, str]]:
+    def errors(self, archs: Sequence[Arch], graphs: Sequence[Graph]) -> list[tuple[float, str]]:
         raise NotImplementedError
 
     def refit(self) -> None:
@@ -98,7 +97,7 @@ class Fidelity:
 class TrainFidelity(Fidelity):
     kind = "train"
 
-    def errors(self, archs, graphs, deadline=None):
+    def errors(self, archs, graphs):
         return [(1.0 - self.oracle.train(a, g)["val_accuracy"], "trained") for a, g in zip(archs, graphs)]
 
 
@@ -129,7 +128,7 @@ class PredictorFidelity(Fidelity):
             self._model = predictor.create("xgb", seed=self.seed).update(
                 [self.space.encode(a) for a, _ in rows], [acc for _, acc in rows])
 
-    def errors(self, archs, graphs, deadline=None):
+    def errors(self, archs, graphs):
         out: list[tuple[float, str] | None] = []
         for a, g in zip(archs, graphs):
             self._archs[a.archid] = a
@@ -160,7 +159,7 @@ class ProxyFidelity(Fidelity):
         self.x = np.ascontiguousarray(oracle.dataset.train.x[:batch])
         self._cache: dict[str, float] = {}
 
-    def errors(self, archs, graphs, deadline=None):
+    def errors(self, archs, graphs):
         out = []
         for a, g in zip(archs, graphs):
             if a.archid not in self._cache:

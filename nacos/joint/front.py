@@ -73,7 +73,8 @@ class FrontMeasurer:
         from schedules.tuner import tune_tasks
 
         db = self.ev.db
-        top = self.ev.kernel_latencies(genome)[: self.top_kernels]
+        kernels = self.ev.kernel_latencies(genome)
+        top = kernels[: self.top_kernels]
         if self.tune_trials > 0 and top:
             before = sum(db.count(w) for w, *_ in top)
             tune_tasks([(w, n) for w, n, _, _ in top], before + self.tune_trials, db, self.runner, self.builder,
@@ -84,7 +85,7 @@ class FrontMeasurer:
         chosen = self.ev.schedules(genome)
         top_keys = {w.key for w, *_ in top}
         todo = []
-        for w, *_ in self.ev.kernel_latencies(genome):
+        for w, *_ in kernels:
             point = chosen[w.key]
             # a non-default choice is only used once measured against the default (see Evaluator.schedules)
             wanted = [point, DEFAULT_SCHEDULE] if point != DEFAULT_SCHEDULE else \

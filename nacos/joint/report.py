@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any, Iterable
 
 import numpy as np
-from typing import Any, Iterable
+
+from nacos.joint.result import best_within
 
 # The optimizer's ``memory_max_mb`` budget is in binary megabytes (nacos.joint.evaluate); the report must agree.
 MB = 2**20
@@ -74,16 +76,10 @@ def by_latency(members: Iterable[dict]) -> list[dict]:
     return sorted(members, key=lambda m: (m["latency_ms"], -m["accuracy"]))
 
 
-def within_budget(member: dict, config: dict) -> bool:
-    lat, mem = config.get("latency_max_ms"), config.get("memory_max_mb")
-    return ((lat is None or member["latency_ms"] <= lat)
-            and (mem is None or member["memory_bytes"] / MB <= mem))
-
-
 def best_member(payload: dict) -> dict | None:
     """The most accurate front member that meets the latency and memory budgets (ties: the faster one)."""
-    fits = [m for m in payload["pareto"] if within_budget(m, payload["config"])]
-    return max(fits, key=lambda m: (m["accuracy"], -m["latency_ms"]), default=None)
+    c = payload["config"]
+    return best_within(payload["pareto"], c.get("latency_max_ms"), c.get("memory_max_mb"))
 
 
 def dominated(front: list[dict], other: list[dict]) -> int:

@@ -65,10 +65,8 @@ class Result:
 
     def best(self, latency_max_ms: float | None = None, memory_max_mb: float | None = None) -> Member | None:
         """The most accurate front member within the limits (None if none is)."""
-        ok = [m for m in self.pareto
-              if (latency_max_ms is None or m.latency_ms <= latency_max_ms)
-              and (memory_max_mb is None or m.memory_bytes / 2**20 <= memory_max_mb)]
-        return max(ok, key=lambda m: (m.accuracy, -m.latency_ms)) if ok else None
+        found = best_within(self.payload["pareto"], latency_max_ms, memory_max_mb)
+        return Member(found, self.out) if found is not None else None
 
 
 def nondominated(points: np.ndarray) -> list[int]:
@@ -86,6 +84,13 @@ def member(row: dict) -> dict:
 def within(row: dict, latency_max_ms: float | None, memory_max_mb: float | None) -> bool:
     return ((latency_max_ms is None or row["latency_ms"] <= latency_max_ms)
             and (memory_max_mb is None or row["memory_bytes"] / 2**20 <= memory_max_mb))
+
+
+def best_within(members: Sequence[dict], latency_max_ms: float | None = None, memory_max_mb: float | None = None
+                ) -> dict | None:
+    """The most accurate of ``members`` within the budgets (ties: the faster one); None if none is."""
+    fits = [m for m in members if within(m, latency_max_ms, memory_max_mb)]
+    return max(fits, key=lambda m: (m["accuracy"], -m["latency_ms"]), default=None)
 
 
 def violation(row: dict, latency_max_ms: float | None, memory_max_mb: float | None) -> float:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import pickle
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,7 +37,6 @@ class LoopState:
     generation: int = 0
     algorithm: Any = None
     pending: Any = None            # the population asked for and not yet told
-    log: list = field(default_factory=list)
 
 
 def _save(out: Path, state: LoopState) -> None:
@@ -169,9 +168,8 @@ class SearchLoop:
         self._refit()
 
     def _reload_measured(self) -> None:
-        self.measured_genomes = [(genome_of(r, self.genome.space.name), r["latency_ms"] / 1e3)
-                                 for r in self.store.measured() if r.get("latency_ms")]
-        if self.measured_genomes:
+        """A resumed run starts from what earlier processes measured."""
+        if any(r.get("latency_ms") for r in self.store.measured()):
             self._refit()
 
     def _refit(self) -> None:

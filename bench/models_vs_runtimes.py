@@ -1,7 +1,7 @@
 """nacos vs onnxruntime and PyTorch eager on the bench models (ResNet-18, MobileNetV2, MobileViT-XXS), batch 1,
 with a per-kernel profile of nacos that shows what limits it.
 
-    python bench/models_vs_runtimes.py --json OUT.json [--small] [--trials N] [--db PATH] [--models a,b]
+    python bench/models_vs_runtimes.py --json OUT.json [--small] [--trials N] [--db PATH] [--models a,b] [--nchw-too]
 
 For each model (bench/models.py: seeded random weights, 224×224 or 32×32 with ``--small``) the three runtimes
 are built from the same ONNX export (PyTorch runs the module itself), checked against onnxruntime (max abs error
@@ -62,13 +62,15 @@ def profile_model(onnx_bytes: bytes, db: str | None, top: int) -> dict:
             "top": [dict(k.as_dict(), kind=op_kind(graph, k)) for k in kernels[:top]]}
 
 
-def bench(name: str, small: bool, trials: int, db: str | None, rounds: int, top: int, threads: int | None) -> dict:
+def bench(name: str, small: bool, trials: int, db: str | None, rounds: int, top: int, threads: int | None,
+          nchw_too: bool = False) -> dict:
     from nacos.benchmark import run_bench
 
     size = input_size(small)
     _, _, data = bench_model(name, small)  # the same seeded model run_bench builds for NAME@SIZE
     t0 = time.perf_counter()
-    r = run_bench(f"{name}@{size}", db=db, trials=trials, threads=threads, rounds=rounds, relax=False)
+    r = run_bench(f"{name}@{size}", db=db, trials=trials, threads=threads, rounds=rounds, relax=False,
+                  nchw_too=nchw_too)
     rt = r["runtimes"]
     med = {k: v.get("median_ms") for k, v in rt.items()}
     out = {
@@ -77,6 +79,7 @@ def bench(name: str, small: bool, trials: int, db: str | None, rounds: int, top:
         "median_ms": med, "rounds": {k: v.get("rounds") for k, v in rt.items()},
         "ratio_nacos_over_onnxruntime": med["nacos"] / med["onnxruntime"],
         "ratio_nacos_over_pytorch": med["nacos"] / med["pytorch"],
+        "ratio_blocked_over_nchw": med["nacos"] / med["nacos-nchw"] if med.get("nacos-nchw") else None,
         "max_abs_err_vs_onnxruntime": {k: v["max_abs_err_vs_onnxruntime"] for k, v in rt.items()},
         "matches": {k: v["matches"] for k, v in rt.items()},
         "threads": r["threads"], "notes": r["notes"], "machine": r["machine"],
@@ -128,6 +131,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default 15)")
     p.add_argument("--top", type=int, default=8, help="kernels listed per model (default 8)")
     p.add_argument("--threads", type=int, default=None, help="threads for every runtime (default: usable cores)")
+    p.add_argument("--nchw-too", action="store_true",
+                   help="also time nacos without the blocked NCHW[b]c layout (tuned too with --trials)")
     args = p.parse_args()
     names = args.models.split(",")
     unknown = [n for n in names if n not in BENCH_MODELS]
@@ -137,10 +142,12 @@ def main() -> None:
         sys.exit("--trials cannot be negative")
     results = []
     for name in names:
-        r = bench(name, args.small, args.trials, args.db, args.rounds, args.top, args.threads)
+        r = bench(name, args.small, args.trials, args.db, args.rounds, args.top, args.threads, args.nchw_too)
         results.append(r)
+        layout = (f", blocked/NCHW layout {r['ratio_blocked_over_nchw']:.2f}"
+                  if r["ratio_blocked_over_nchw"] is not None else "")
         print(f"{name}: nacos/ORT {r['ratio_nacos_over_onnxruntime']:.2f}, nacos/PyTorch "
-              f"{r['ratio_nacos_over_pytorch']:.2f} ({r['seconds']} s)", flush=True)
+              f"{r['ratio_nacos_over_pytorch']:.2f}{layout} ({r['seconds']} s)", flush=True)
     print_results(results, args.top)
     write_json(args.json, {"bench": "models_vs_runtimes", "small": args.small, "trials": args.trials,
                            "command": " ".join(["python"] + sys.argv), "results": results})

@@ -52,11 +52,11 @@ def _is_torch_module(obj: Any) -> bool:
     return isinstance(obj, torch.nn.Module)
 
 
-def compile(graph: Graph, target: Any = None, schedules: Any = None):
+def compile(graph: Graph, target: Any = None, schedules: Any = None, layout: str | None = None):
     """Compile ``graph`` into a runnable :class:`nacos.Compiled` (see :func:`nacos.compiler.compile`)."""
     from nacos.compiler import compile as _compile
 
-    return _compile(graph, target=target, schedules=schedules)
+    return _compile(graph, target=target, schedules=schedules, layout=layout)
 
 
 def inspect(graph: Graph) -> dict:

@@ -173,7 +173,8 @@ def max_abs_error(got: list, ref: list) -> float:
 
 
 # ---- the bench ---------------------------------------------------------------------------------------------------
-def _nacos_runtime(spec: BenchModel, db: str | None, trials: int, info: dict, say) -> Callable:
+def _nacos_runtime(spec: BenchModel, db: str | None, trials: int, info: dict, say,
+                   layout: str | None = None) -> Callable:
     """nacos' compiled model (tuned first with ``trials`` > 0; best schedules from ``db``); fills ``info``."""
     import nacos
 
@@ -183,17 +184,17 @@ def _nacos_runtime(spec: BenchModel, db: str | None, trials: int, info: dict, sa
         if not db:
             spec.notes.append(f"nacos: tuned into a temporary database {db_path} (pass --db to keep it)")
         say(f"tuning nacos ({trials} trials)")
-        report = nacos.tune(graph, trials=trials, db=db_path)
+        report = nacos.tune(graph, trials=trials, db=db_path, layout=layout)
         info.update(tune_seconds=round(report.seconds, 2), new_measurements=report.new_measurements)
         db = db_path
     schedules = None
     if db:
         from schedules.database import Database
 
-        schedules = Database(db).schedules(graph)
+        schedules = Database(db).schedules(graph, layout=layout)
     say(f"compiling {spec.name} with nacos ({len(graph.compute_nodes)} nodes)")
     t0 = time.perf_counter()
-    compiled = nacos.compile(graph, schedules=schedules)
+    compiled = nacos.compile(graph, schedules=schedules, layout=layout)
     info.update(compile_s=round(time.perf_counter() - t0, 2), kernels=len(compiled.kernels),
                 tuned_kernels=getattr(compiled.stats, "tuned", 0), db=db, trials=trials, graph=graph)
     return compiled
@@ -208,8 +209,11 @@ def _onnx_model(spec: BenchModel):
 def run_bench(model: str, db: str | None = None, trials: int = 0, threads: int | None = None,
               metaschedule_trials: int = 0, input_shapes: dict | None = None, rounds: int = 15,
               budget_s: float = 120.0, relax: bool = True, seed: int = 0,
-              progress: Callable[[str], None] | None = None) -> dict:
+              progress: Callable[[str], None] | None = None, nchw_too: bool = False) -> dict:
     """Build every runtime for ``model``, check it against onnxruntime, time them side by side; a JSON-able dict.
+
+    ``nchw_too`` adds ``nacos-nchw``: the same model compiled without the blocked layout (tuned for it too when
+    ``trials`` > 0), to show what layout selection is worth.
 
     ``threads`` (default: the usable cores) is used by every runtime; TVM reads it when it starts, so a process
     that already started TVM with another count keeps that count (reported in ``notes``).
@@ -244,6 +248,10 @@ def run_bench(model: str, db: str | None = None, trials: int = 0, threads: int |
     nacos_info: dict = {}
     built: dict[str, Callable] = {"nacos": _nacos_runtime(spec, db, trials, nacos_info, say)}
     graph = nacos_info.pop("graph")
+    if nchw_too:
+        nchw_info: dict = {}
+        built["nacos-nchw"] = _nacos_runtime(spec, db, trials, nchw_info, say, layout="nchw")
+        nacos_info["nchw"] = {k: v for k, v in nchw_info.items() if k != "graph"}
     sess = _ort_session(spec.onnx_bytes, threads)
     feed = {i.name: x for i, x in zip(sess.get_inputs(), spec.inputs)}
     built[ORT] = lambda *xs: sess.run(None, feed)

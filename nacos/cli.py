@@ -144,6 +144,14 @@ def cmd_inspect(args) -> int:
 
 
 # ---- nacos compile -----------------------------------------------------------------------------------------
+def _layout_argument(s) -> None:
+    from schedules.fusion import LAYOUTS
+
+    s.add_argument("--layout", choices=LAYOUTS, default=None,
+                   help="activation layout of the kernels: blocked (NCHW[b]c convolution chains, the default; "
+                        "NACOS_LAYOUT sets it too) or nchw; tune and compile with the same one")
+
+
 def cmd_compile(args) -> int:
     import nacos
 
@@ -158,9 +166,9 @@ def cmd_compile(args) -> int:
 
         if not Path(args.db).exists():
             raise UsageError(f"{args.db}: no such tuning database")
-        schedules = Database(args.db).schedules(graph)
+        schedules = Database(args.db).schedules(graph, layout=args.layout)
     with _console().status(f"compiling {graph.name} ({len(graph.compute_nodes)} nodes)"):
-        model = nacos.compile(graph, schedules=schedules)
+        model = nacos.compile(graph, schedules=schedules, layout=args.layout)
     seconds = time.perf_counter() - t0
     # write into a temporary folder first so a failure leaves nothing behind
     tmp = Path(tempfile.mkdtemp(prefix=".nacos-", dir=out.parent if out.parent.exists() else None))
@@ -227,7 +235,8 @@ def cmd_tune(args) -> int:
         builder = LocalBuilder(workers=args.workers, cross_cc=args.cross_cc)
     try:
         report = nacos.tune(graph, trials=args.trials, db=args.db, target=target, runner=runner, builder=builder,
-                            batch_size=args.batch_size, seed=args.seed, progress=not args.json and not args.quiet)
+                            batch_size=args.batch_size, seed=args.seed, progress=not args.json and not args.quiet,
+                            layout=args.layout)
     finally:
         for part in (runner, builder):
             if part is not None:
@@ -266,7 +275,8 @@ def cmd_bench(args) -> int:
             result = run_bench(args.model, db=args.db, trials=args.trials, threads=args.threads,
                                metaschedule_trials=args.metaschedule_trials,
                                input_shapes=_parse_shapes(args.input_shape), rounds=args.rounds,
-                               relax=not args.no_relax, progress=lambda msg: status.update(msg))
+                               relax=not args.no_relax, progress=lambda msg: status.update(msg),
+                               nchw_too=args.nchw_too)
     except BenchError as e:
         raise UsageError(str(e)) from None
     from nacos.bench_report import plot, print_result
@@ -316,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("-o", "--output", required=True, help="artifact folder to write")
             s.add_argument("--force", action="store_true", help="overwrite a non-empty output folder")
             s.add_argument("--db", metavar="PATH", help="use the best schedule per kernel from this tuning database")
+            _layout_argument(s)
         s.set_defaults(fn=fn)
 
     s = sub.add_parser("tune", help="search schedules for a model's kernels (measurements kept in --db)")
@@ -334,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--target", metavar="JSON", help="target dict for a board (default: this CPU)")
     s.add_argument("--cross-cc", metavar="CC", help="cross compiler for the board, e.g. aarch64-linux-gnu-g++")
     s.add_argument("--quiet", action="store_true", help="no progress display")
+    _layout_argument(s)
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(fn=cmd_tune)
 
@@ -351,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default 15)")
     s.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
     s.add_argument("--plot", metavar="OUT.png", help="draw a bar chart of the medians")
+    s.add_argument("--nchw-too", action="store_true",
+                   help="also time nacos without the blocked NCHW[b]c layout (nacos-nchw)")
     s.set_defaults(fn=cmd_bench)
     return p
 

@@ -15,7 +15,7 @@ from ir.graph import CONSTANT, Graph
 from ir.verify import verify
 from nacos.compiled import Compiled, KernelInfo
 from schedules.default import default_schedule, pack_constant, packed_inputs
-from schedules.fusion import partition
+from schedules.fusion import kernel_graph, partition
 from schedules.lowering import Group, lower_group
 from schedules.tvm_env import make_target, tvm
 
@@ -36,15 +36,18 @@ class CompileStats:
 
 
 def compile(graph: Graph, target=None, schedules: ScheduleProvider | Mapping | None = None,
-            fuse: bool = True) -> Compiled:
+            fuse: bool = True, layout: str | None = None) -> Compiled:
     """Compile ``graph`` for ``target`` (default: this CPU with its real mcpu) into a runnable :class:`Compiled`.
 
     ``schedules`` may be a callable ``(group, primfunc) -> IRModule | None`` (e.g. a tuning database's best
     schedules) or a mapping from group output name to a scheduled IRModule; groups it has nothing for get the
-    default schedule.
+    default schedule. ``layout``: ``blocked`` (convolution chains in NCHW[b]c) or ``nchw``; default
+    ``NACOS_LAYOUT`` or blocked (:func:`schedules.fusion.kernel_graph`). Inputs and outputs stay NCHW either way.
     """
     relax = tvm.relax
     verify(graph)
+    model = graph
+    graph = kernel_graph(graph, layout)
     tgt = make_target(target)
     stats = CompileStats()
     nodes = graph.node_map
@@ -89,7 +92,7 @@ def compile(graph: Graph, target=None, schedules: ScheduleProvider | Mapping | N
         exe = tvm.compile(mod, tgt)
     stats.build_s = time.perf_counter() - t0
     stats.kernels = kernels
-    return Compiled.from_executable(exe, graph, str(tgt), kernels, stats=stats)
+    return Compiled.from_executable(exe, model, str(tgt), kernels, stats=stats)
 
 
 def schedule_group(graph: Graph, group: Group, schedules=None, stats: CompileStats | None = None):

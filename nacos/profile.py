@@ -15,7 +15,7 @@ from ir.analysis import node_cost
 from ir.graph import CONSTANT, Graph
 from nacos.compiler import schedule_group
 from schedules.default import pack_constant, packed_inputs
-from schedules.fusion import partition
+from schedules.fusion import kernel_graph, partition
 from schedules.tvm_env import make_target, tvm
 
 
@@ -41,8 +41,11 @@ class KernelProfile:
         return d
 
 
-def profile(graph: Graph, target=None, schedules=None, number: int = 10, repeat: int = 5) -> list[KernelProfile]:
-    """Kernels of ``graph`` sorted by measured latency, largest first (median of ``repeat`` timings)."""
+def profile(graph: Graph, target=None, schedules=None, number: int = 10, repeat: int = 5,
+            layout: str | None = None) -> list[KernelProfile]:
+    """Kernels of ``graph`` (after the compiler's layout selection) sorted by measured latency, largest first
+    (median of ``repeat`` timings)."""
+    graph = kernel_graph(graph, layout)
     tgt = make_target(target)
     dev = tvm.cpu()
     rng = np.random.default_rng(0)

@@ -67,13 +67,14 @@ class TuneReport:
 
 def tune(graph: Graph, trials: int = 64, db: Any = "nacos-tune.db", target: Any = None, runner: Any = None,
          builder: Any = None, cost_model: Any = "xgb", batch_size: int = 8, seed: int = 0,
-         progress: bool = False) -> TuneReport:
+         progress: bool = False, layout: str | None = None) -> TuneReport:
     """Tune the schedules of ``graph``'s kernels for ``target`` (default: this CPU).
 
     ``trials`` is the number of measurements wanted for the model's distinct kernels in all, those already in
     ``db`` (a path or :class:`schedules.database.Database`) included; they are shared out by each kernel's
     estimated share of the latency. ``runner`` defaults to a local runner (``schedules.rpc.RPCRunner`` measures
     a remote board); ``cost_model`` is ``"xgb"``, ``"random"`` or a :class:`schedules.cost_model.CostModel`.
+    ``layout`` is the activation layout the model will be compiled with (:func:`schedules.fusion.kernel_graph`).
     """
     from ir.verify import verify
     from schedules.database import Database
@@ -83,7 +84,7 @@ def tune(graph: Graph, trials: int = 64, db: Any = "nacos-tune.db", target: Any 
     verify(graph)
     t0 = time.perf_counter()
     tkey = target_key(target)
-    workloads = unique_workloads(graph, tkey)
+    workloads = unique_workloads(graph, tkey, layout)
     database = db if isinstance(db, Database) else Database(db)
     try:
         results = tune_tasks(workloads, trials, database, runner, builder, cost_model, batch_size, seed, progress)

@@ -3,4 +3,4 @@
 Importing this package registers every built-in op with :mod:`ir.registry`.
 """
 
-from operators import conv, elementwise, linalg, norm, pool, shape  # noqa: F401
+from operators import conv, elementwise, layout, linalg, norm, pool, shape  # noqa: F401

@@ -35,6 +35,7 @@ class MainHint:
     reuse_axes: tuple[int, ...]   # positions of spatial axes absent from at least one input access
     unit_stride_last: bool = False  # the innermost spatial axis reads memory contiguously in every input
     packable: tuple[tuple[int, int, int], ...] = ()  # (axis, param index, dim): see lowering.packable_axes
+    plain_last: bool = False  # every read of the innermost spatial axis is exactly that axis, in a last dimension
 
 
 PACKING_ATTR = "nacos.packed_inputs"
@@ -150,8 +151,11 @@ def schedule_light(sch: Schedule, block) -> None:
         sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
 
 
-def schedule_reduction(sch: Schedule, block, reuse_axes: tuple[int, ...] = (), epilogue=None) -> None:
-    """Register-tiled reduction (see the module docstring)."""
+def schedule_reduction(sch: Schedule, block, reuse_axes: tuple[int, ...] = (), epilogue=None,
+                       row_tile: bool = False) -> None:
+    """Register-tiled reduction (see the module docstring). ``row_tile``: tile the innermost reuse axis as wide as
+    the registers allow (blocked layouts, where that axis is the next contiguous one) instead of the longest one
+    by 8/4/2."""
     kinds = _iter_kinds(sch, block)
     loops = sch.get_loops(block)
     spatial = [lp for lp, k in zip(loops, kinds) if k == 0]
@@ -164,14 +168,14 @@ def schedule_reduction(sch: Schedule, block, reuse_axes: tuple[int, ...] = (), e
     tile_axis = None
     candidates = [a for a in reuse_axes if a < len(spatial) - 1 and ext[a] > 1]
     if candidates:
-        tile_axis = max(candidates, key=lambda a: ext[a])
+        tile_axis = max(candidates) if row_tile else max(candidates, key=lambda a: ext[a])
     for a, lp in enumerate(spatial):
         if a == len(spatial) - 1 and lanes > 1:
             o, i = sch.split(lp, [None, lanes])
             outer_loops.append(o)
             tile.append(("vector", i))
         elif a == tile_axis:
-            factor = next((f for f in (8, 4, 2) if ext[a] % f == 0), 1)
+            factor = _tile_width(ext[a]) if row_tile else next((f for f in (8, 4, 2) if ext[a] % f == 0), 1)
             if factor > 1:
                 o, i = sch.split(lp, [None, factor])
                 outer_loops.append(o)
@@ -222,6 +226,10 @@ def packed_choice(sch: Schedule, block, hint: MainHint | None):
     kinds = _iter_kinds(sch, block)
     spatial_ext = [e for e, k in zip(_extents(sch, sch.get_loops(block)), kinds) if k == 0]
     options = [(a, p, d) for a, p, d in hint.packable if spatial_ext[a] % VECTOR_LANES == 0]
+    last = len(spatial_ext) - 1
+    ready = [o for o in options if o[0] == last and hint.unit_stride_last]
+    if ready:  # already blocked (NCHW[b]c weights): the lanes are contiguous without re-layout
+        return ready[0]
     return max(options, key=lambda o: spatial_ext[o[0]]) if options else None
 
 
@@ -247,7 +255,9 @@ def schedule_packed(sch: Schedule, block, hint: MainHint, choice, epilogue=None)
     def index_map(*idx):
         return [*idx[:dim], idx[dim] // lanes, *idx[dim + 1:], idx[dim] % lanes]
 
-    sch.transform_layout(block, name, _with_arity(index_map, rank))
+    already_blocked = dim == rank - 1 and int(sch.get(block).reads[read_idx].source.shape[dim]) == lanes
+    if not already_blocked:
+        sch.transform_layout(block, name, _with_arity(index_map, rank))
     kinds = _iter_kinds(sch, block)
     loops = sch.get_loops(block)
     spatial = [lp for lp, k in zip(loops, kinds) if k == 0]
@@ -268,7 +278,7 @@ def schedule_packed(sch: Schedule, block, hint: MainHint, choice, epilogue=None)
         else:
             outer.append(lp)
     _finish_tiled(sch, block, outer, reduce, tile, epilogue)
-    return [param, dim, lanes]
+    return None if already_blocked else [param, dim, lanes]
 
 
 def _vectorize_innermost(sch: Schedule, block, below: int) -> None:
@@ -314,7 +324,9 @@ def default_schedule(func, hint: MainHint | None = None, strategy: str = "auto")
         after = names[names.index(main) + 1:]
         epilogue_ok = after and all(not _is_reduction(sch, sch.get_sblock(n)) for n in after)
         mode = choose_strategy(sch, sch.get_sblock(main), hint) if strategy == "auto" else strategy
-        if strategy == "auto" and mode != "packed" and _reduce_points(sch, sch.get_sblock(main)) <= SMALL_REDUCTION:
+        lanes_ready = hint is not None and hint.plain_last and hint.unit_stride_last
+        if strategy == "auto" and mode != "packed" and not lanes_ready \
+                and _reduce_points(sch, sch.get_sblock(main)) <= SMALL_REDUCTION:
             mode = "light"
 
         def tile_main(s: Schedule, block, epilogue=None) -> None:
@@ -323,9 +335,11 @@ def default_schedule(func, hint: MainHint | None = None, strategy: str = "auto")
                 raise ValueError("light mode schedules the main block on its own")
             choice = packed_choice(s, block, hint) if mode == "packed" else None
             if choice is not None:
-                packings.append(schedule_packed(s, block, hint, choice, epilogue))
+                record = schedule_packed(s, block, hint, choice, epilogue)
+                if record is not None:
+                    packings.append(record)
             else:
-                schedule_reduction(s, block, hint.reuse_axes if hint else (), epilogue)
+                schedule_reduction(s, block, hint.reuse_axes if hint else (), epilogue, row_tile=lanes_ready)
 
         def with_epilogue(s: Schedule) -> None:
             for n in after[:-1]:

@@ -8,9 +8,36 @@ group's last node is read from outside the group.
 
 from __future__ import annotations
 
+import os
+
 from ir.graph import Graph
 from ir.registry import get_op
 from schedules.lowering import Group
+
+LAYOUTS = ("blocked", "nchw")
+
+
+def default_layout() -> str:
+    """The activation layout kernels are built for: ``NACOS_LAYOUT`` (blocked | nchw), blocked by default."""
+    layout = os.environ.get("NACOS_LAYOUT", "blocked").strip().lower() or "blocked"
+    if layout not in LAYOUTS:
+        raise ValueError(f"NACOS_LAYOUT={layout!r}: choose one of {', '.join(LAYOUTS)}")
+    return layout
+
+
+def kernel_graph(graph: Graph, layout: str | None = None) -> Graph:
+    """The graph that kernels are cut from. ``blocked``: 2-d convolution chains in NCHW[b]c with b = the
+    target's float32 vector lanes (:func:`ir.passes.select_layout`); ``nchw``: ``graph`` itself.
+
+    Compile, tuning, the database's schedule lookup and the profile all go through here, so a workload tuned
+    once is found again when the model is compiled."""
+    from ir.passes import select_layout
+    from schedules.default import VECTOR_LANES
+
+    layout = default_layout() if layout is None else layout
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    return select_layout(graph, VECTOR_LANES) if layout == "blocked" else graph
 
 
 def _next_member(chain, consumers, outputs, taken):

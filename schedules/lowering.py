@@ -16,6 +16,7 @@ from ir.graph import CONSTANT, Graph, Node
 from ir.instruction import Instruction, idiv, imod
 from ir.registry import get_op
 from schedules.default import MainHint
+from schedules.fastmath import fast_erf, fast_exp, fast_tanh
 from schedules.tvm_env import tvm
 
 te = tvm.te
@@ -26,11 +27,12 @@ class LoweringError(ValueError):
     """An instruction that uses math the TIR translation does not know."""
 
 
+# exp/tanh/erf: vectorizable polynomials for float32 (libm per lane otherwise, see schedules.fastmath)
 _UNARY_FUNCS = {
-    sympy.exp: lambda x: te.exp(x),
+    sympy.exp: fast_exp,
     sympy.log: lambda x: te.log(x),
-    sympy.tanh: lambda x: te.tanh(x),
-    sympy.erf: lambda x: te.erf(x),
+    sympy.tanh: fast_tanh,
+    sympy.erf: fast_erf,
     sympy.Abs: lambda x: te.abs(x),
 }
 
@@ -219,7 +221,7 @@ def lower_group(graph: Graph, group: Group):
             const_params = {name: group.inputs.index(src) for name, src in zip(instr.inputs, node.inputs)
                             if nodes[src].op == CONSTANT}
             hint = MainHint(f"n0_{instr.main.name}", reuse_axes(instr.main), unit_stride_last(instr.main),
-                            packable_axes(instr.main, const_params))
+                            packable_axes(instr.main, const_params), plain_last(instr.main))
     out = produced[group.output]
     func = te.create_prim_func([placeholders[n] for n in group.inputs] + [out])
     return func, hint
@@ -244,6 +246,17 @@ def unit_stride_last(stage) -> bool:
             if last in idx.free_symbols and (d != len(acc.indices) - 1 or sympy.diff(idx, last) != 1):
                 return False
     return True
+
+
+def plain_last(stage) -> bool:
+    """Every read that uses the innermost spatial axis indexes its last dimension with exactly that axis (a lane
+    axis of a blocked layout: vector loads with no index arithmetic)."""
+    if not stage.axes:
+        return False
+    last = stage.axes[-1]
+    uses = [acc for acc in stage.accesses() if any(last in idx.free_symbols for idx in acc.indices)]
+    return bool(uses) and all(acc.indices[-1] == last and
+                              all(last not in idx.free_symbols for idx in acc.indices[:-1]) for acc in uses)
 
 
 def packable_axes(stage, const_params: dict[str, int]) -> tuple[tuple[int, int, int], ...]:

@@ -23,8 +23,10 @@ extents, producers, epilogue); :class:`ScheduleSpace` turns that into knobs:
 ===============  =============================================================================================
 
 Groups without a reduction get ``fuse`` (split only the innermost loop, or all loops fused), ``lanes``,
-``unroll``, ``par`` and ``inline`` knobs. A blocked *activation* layout (NCHW[x]c, which changes what neighbouring
-kernels exchange) is **not supported yet**; see ``UNSUPPORTED``.
+``unroll``, ``par`` and ``inline`` knobs. The blocked *activation* layout (NCHW[b]c, which changes what
+neighbouring kernels exchange) is chosen for the whole graph before kernels are cut
+(:func:`schedules.fusion.kernel_graph`, :func:`ir.passes.select_layout`); its convolutions are ordinary workloads
+here, with the lane axis already contiguous.
 
 A point is plain hashable data (:class:`Point`); :meth:`ScheduleSpace.repair` maps any point to a valid one
 (factors that divide, register tiles and unrolled bodies of bounded size, attach points that exist), so search
@@ -46,8 +48,6 @@ from schedules import default as _default
 from schedules.default import PARALLEL_MIN_WORK, VECTOR_LANES, _divisor, _tile_width
 from schedules.kernel import Access, KernelShape, kernel_shape  # noqa: F401  (re-exported)
 
-UNSUPPORTED = ("blocked activation layout (NCHW[x]c) between kernels: not supported yet "
-               "(weights can be packed: the 'layout' knob)",)
 MAX_TILE = 64             # largest inner or mid factor
 MAX_ACC_ELEMS = 4096      # local accumulator tile (16 KB of fp32; bigger ones took LLVM up to a minute)
 MAX_UNROLLED = 256        # explicitly unrolled statements (LLVM compile time grows with it)

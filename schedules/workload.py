@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import Any, Iterable, Sequence
 
 from ir.graph import CONSTANT, INPUT, Graph, GraphBuilder, Node, TensorType
-from schedules.fusion import partition
+from schedules.fusion import kernel_graph, partition
 from schedules.lowering import Group
 
 
@@ -135,18 +135,20 @@ def workload_from_group(group: Group, input_types: Sequence[TensorType], target:
     return Workload(_subgraph_json(group, input_types, flags), tkey)
 
 
-def workloads_from_graph(graph: Graph, target: Any = None) -> list[tuple[Group, Workload]]:
-    """Every kernel of ``graph`` (as :func:`nacos.compiler.compile` partitions it) with its workload."""
+def workloads_from_graph(graph: Graph, target: Any = None, layout: str | None = None) -> list[tuple[Group, Workload]]:
+    """Every kernel of ``graph`` (as :func:`nacos.compiler.compile` partitions it, after the same layout
+    selection: :func:`schedules.fusion.kernel_graph`) with its workload."""
+    graph = kernel_graph(graph, layout)
     nodes = graph.node_map
     tkey = target if isinstance(target, str) and target.startswith("{") else target_key(target)
     return [(g, workload_from_group(g, [nodes[i].type for i in g.inputs], tkey,
                                     [nodes[i].op == CONSTANT for i in g.inputs])) for g in partition(graph)]
 
 
-def unique_workloads(graph: Graph, target: Any = None) -> list[tuple[Workload, int]]:
+def unique_workloads(graph: Graph, target: Any = None, layout: str | None = None) -> list[tuple[Workload, int]]:
     """Distinct workloads of ``graph`` with how many kernels of the graph share each (first-seen order)."""
     counts: dict[str, list] = {}
-    for _, w in workloads_from_graph(graph, target):
+    for _, w in workloads_from_graph(graph, target, layout):
         counts.setdefault(w.key, [w, 0])[1] += 1
     return [(w, n) for w, n in counts.values()]
 
@@ -171,7 +173,7 @@ def workload_from_op(op: str, input_shapes: Iterable[Sequence[int]], attrs: dict
     for e in epilogue:
         out = b.op(e, out)
     graph = b.build([out])
-    found = workloads_from_graph(graph, target)
+    found = workloads_from_graph(graph, target, layout="nchw")  # the op as written: one kernel, no conversions
     if len(found) != 1:
         raise ValueError(f"{op} with epilogue {tuple(epilogue)} lowers to {len(found)} kernels, not one")
     return found[0][1]

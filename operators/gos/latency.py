@@ -78,10 +78,15 @@ def _group_cost(graph: Graph, group) -> tuple[int, int]:
     return sum(c.flops for c in costs), costs[0].bytes_read + out.type.nbytes
 
 
+OP_LAYOUT = "nchw"  # latencies per operator of the graph as written (see _workloads)
+
+
 def _workloads(graph: Graph, target: Any):
+    """The kernels of ``graph`` itself (NCHW): their nodes are the ones GOS rewrites, which the blocked layout's
+    renamed twins are not."""
     from schedules.workload import workloads_from_graph
 
-    return workloads_from_graph(graph, target)
+    return workloads_from_graph(graph, target, layout=OP_LAYOUT)
 
 
 @register("roofline")
@@ -118,7 +123,7 @@ class Measured(LatencyModel):
         self.cache: dict[str, tuple[float, str]] = {}
 
     def kernels(self, graph: Graph) -> list[KernelTime]:
-        provider = self.db.schedules(graph, self.target) if self.db is not None else None
+        provider = self.db.schedules(graph, self.target, layout=OP_LAYOUT) if self.db is not None else None
         out = []
         for k, (group, wl) in enumerate(_workloads(graph, self.target)):
             if wl.key not in self.cache:

@@ -108,3 +108,23 @@ def test_artifact_reloads_in_a_fresh_process_with_only_tvm_and_numpy(zoo_onnx, t
 def test_load_rejects_a_missing_artifact(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a nacos artifact"):
         nacos.Compiled.load(tmp_path)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "blocked"])
+def test_intermediate_buffers_are_reused(layout):
+    """Relax's static memory planning (in the compile pipeline) gives a chain of 8 conv kernels a few storages,
+    not one per intermediate: read from the VM executable's instructions."""
+    from ir.graph import GraphBuilder
+
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("chain")
+    y = b.input("x", (1, 16, 12, 12))
+    for i in range(8):
+        w = b.constant(rng.standard_normal((16, 16, 3, 3)).astype("float32") * 0.1, f"w{i}")
+        y = b.op("relu", b.op("conv", y, w, pads=(1, 1, 1, 1)))
+    model = nacos.compile(b.build([y]), layout=layout)
+    code = model._module.as_text().splitlines()
+    storages = sum("call  vm.builtin.alloc_storage" in line for line in code)
+    tensors = sum("call  vm.builtin.alloc_tensor" in line for line in code)
+    assert tensors == len(model.kernels) >= 8
+    assert 1 <= storages <= 3  # two ping-pong intermediates and the output

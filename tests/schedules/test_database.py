@@ -84,22 +84,22 @@ def test_records_persist_across_reopen_in_wal_mode(tmp_path):
 
 
 def test_rerun_and_other_models_reuse_measurements(tmp_path):
-    db_path = tmp_path / "t.db"
+    db_path = tmp_path / "t.db"  # NCHW kernels: the budget arithmetic below counts exactly these workloads
     model_a = conv_model("a", 4, extra_dense=False)
     model_b = conv_model("b", 4, extra_dense=True)  # shares both convs with model a
-    shared = {w.key for w, _ in unique_workloads(model_a, "{}")}
-    assert shared <= {w.key for w, _ in unique_workloads(model_b, "{}")}
+    shared = {w.key for w, _ in unique_workloads(model_a, "{}", "nchw")}
+    assert shared <= {w.key for w, _ in unique_workloads(model_b, "{}", "nchw")}
 
     runner = FakeRunner()
-    first = tune_tasks(unique_workloads(model_a, "{}"), 20, db_path, runner, FakeBuilder(), "random", validate=False)
+    first = tune_tasks(unique_workloads(model_a, "{}", "nchw"), 20, db_path, runner, FakeBuilder(), "random", validate=False)
     assert sum(r.trials for r in first) == 20 and len(runner.log) == 20
     assert all(r.default_latency is not None or r.failures for r in first)
 
-    again = tune_tasks(unique_workloads(model_a, "{}"), 20, db_path, runner, FakeBuilder(), "random", validate=False)
+    again = tune_tasks(unique_workloads(model_a, "{}", "nchw"), 20, db_path, runner, FakeBuilder(), "random", validate=False)
     assert len(runner.log) == 20 and sum(r.new for r in again) == 0  # a rerun measures nothing twice
     assert [r.best_latency for r in again] == [r.best_latency for r in first]
 
-    tune_tasks(unique_workloads(model_b, "{}"), 40, db_path, runner, FakeBuilder(), "random")
+    tune_tasks(unique_workloads(model_b, "{}", "nchw"), 40, db_path, runner, FakeBuilder(), "random")
     new = runner.log[20:]
     assert len(set(runner.log)) == 40 and not set(new[:20]) & set(runner.log[:20])  # shared convs not re-measured
     with Database(db_path) as db:

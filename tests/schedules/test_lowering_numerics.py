@@ -178,6 +178,33 @@ def slice_case(draw):
     return {"starts": tuple(starts), "ends": tuple(ends), "axes": axes, "steps": tuple(steps)}, [s]
 
 
+@st.composite
+def blocked_conv_case(draw, depthwise: bool):
+    b = draw(st.sampled_from([1, 2, 4, 8]))
+    cb, kb = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kernel = tuple(draw(st.integers(1, 3)) for _ in range(2))
+    strides = tuple(draw(st.integers(1, 2)) for _ in range(2))
+    dil = tuple(draw(st.integers(1, 2)) for _ in range(2))
+    pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    size = tuple(draw(st.integers(dil[d] * (kernel[d] - 1) + 1, 9)) for d in range(2))
+    x = (draw(st.integers(1, 2)), cb) + size + (b,)
+    if depthwise:
+        w, bias = (cb,) + kernel + (b,), (cb, b)
+    else:
+        bo = draw(st.sampled_from([1, 2, 4, 8]))
+        w, bias = (kb, cb) + kernel + (b, bo), (kb, bo)
+    extra = [bias] if draw(st.booleans()) else []
+    return {"strides": strides, "pads": pads, "dilations": dil}, [x, w] + extra
+
+
+@st.composite
+def layout_case(draw, to_blocked: bool):
+    b = draw(st.sampled_from([1, 2, 4, 8]))
+    n, c = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    sp = draw(shape(1, 3, 1, 6))
+    return {"block": b}, [(n, c * b) + sp if to_blocked else (n, c) + sp + (b,)]
+
+
 UNARY = ["relu", "clip", "sigmoid", "tanh", "gelu", "gelu_tanh", "hardsigmoid", "hardswish", "silu", "leaky_relu",
          "neg", "exp", "sqrt", "erf", "identity"]
 BINARY = ["add", "sub", "mul", "div", "max", "min", "pow"]
@@ -189,6 +216,8 @@ CASES = {
     "softmax": axis_case(), "layernorm": layernorm_case(), "concat": concat_case(), "reshape": reshape_case(),
     "lrn": st.builds(lambda s, size, a, b, k: ({"size": size, "alpha": a, "beta": b, "bias": k}, [s]),
                      shape(3, 4), st.integers(1, 6), st.floats(1e-4, 1e-2), st.floats(0.5, 0.9), st.floats(1.0, 2.0)),
+    "conv2d_nchwc": blocked_conv_case(False), "dwconv2d_nchwc": blocked_conv_case(True),
+    "to_blocked": layout_case(True), "from_blocked": layout_case(False),
     "flatten": flatten_case(), "transpose": transpose_case(), "pad": pad_case(), "slice": slice_case(),
     **{op: unary_case(op) for op in UNARY}, **{op: binary_case() for op in BINARY},
 }

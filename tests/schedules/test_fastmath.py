@@ -1,0 +1,66 @@
+"""The vectorizable exp/tanh/erf of schedules.fastmath against float64 numpy, compiled vectorized as in kernels."""
+
+import math
+
+import numpy as np
+import pytest
+
+from schedules.fastmath import fast_erf, fast_exp, fast_tanh
+from schedules.tvm_env import host_target, tvm
+
+te = tvm.te
+
+
+def _run(fn, x: np.ndarray, dtype: str = "float32") -> np.ndarray:
+    a = te.placeholder(x.shape, dtype, name="A")
+    b = te.compute(x.shape, lambda i: fn(a[i]), name="B")
+    sch = tvm.s_tir.Schedule(te.create_prim_func([a, b]))
+    (loop,) = sch.get_loops(sch.get_sblock("B"))
+    _, lanes = sch.split(loop, [None, 8])
+    sch.vectorize(lanes)  # the polynomial must survive vectorization, which is why it exists
+    f = tvm.compile(sch.mod, target=host_target())["main"]
+    out = tvm.runtime.tensor(np.zeros(x.shape, dtype))
+    f(tvm.runtime.tensor(x.astype(dtype)), out)
+    return out.numpy()
+
+
+def _grid(lo: float, hi: float, n: int = 1 << 14) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return np.concatenate([np.linspace(lo, hi, n), rng.uniform(lo, hi, n)]).astype(np.float32)
+
+
+def test_exp_is_within_two_ulp_over_the_normal_range():
+    x = _grid(-87.0, 88.5)
+    got = _run(fast_exp, x).astype(np.float64)
+    ref = np.exp(x.astype(np.float64))
+    ulp = np.spacing(ref.astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(got - ref) / ulp) <= 2.0
+
+
+def test_exp_edges_overflow_underflow_and_nan():
+    x = np.array([89.0, 1000.0, -88.0, -1000.0, np.nan, 0.0, np.inf, -np.inf, 1, 2, 3, 4, 5, 6, 7, 8],
+                 dtype=np.float32)
+    got = _run(fast_exp, x)
+    assert np.isposinf(got[0]) and np.isposinf(got[1]) and np.isposinf(got[6])
+    assert got[2] == 0.0 and got[3] == 0.0 and got[7] == 0.0
+    assert np.isnan(got[4])
+    assert got[5] == 1.0
+    np.testing.assert_allclose(got[8:], np.exp(np.arange(1, 9, dtype=np.float64)), rtol=3e-7)
+
+
+@pytest.mark.parametrize("fn, ref, lo, hi, tol", [
+    (fast_tanh, np.tanh, -12.0, 12.0, 2e-7),
+    (fast_erf, np.vectorize(math.erf), -6.0, 6.0, 5e-7),
+])
+def test_tanh_and_erf_absolute_error(fn, ref, lo, hi, tol):
+    x = _grid(lo, hi)
+    got = _run(fn, x).astype(np.float64)
+    err = np.abs(got - ref(x.astype(np.float64)))
+    assert err.max() <= tol
+    odd = _run(fn, np.array([-3.0, 3.0, -0.5, 0.5, 0.0, 1e-6, -1e-6, 2.0], np.float32))
+    assert odd[0] == -odd[1] and odd[2] == -odd[3] and odd[4] == 0.0
+
+
+def test_other_dtypes_keep_the_tvm_intrinsic():
+    x = np.linspace(-5, 5, 64)
+    np.testing.assert_allclose(_run(fast_exp, x, "float64"), np.exp(x), rtol=1e-14)

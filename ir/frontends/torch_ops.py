@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ir.frontends import numpy_matmul
-from ir.frontends.torch_base import Converter, Importer, _axis, _np_dtype, _reshape, _tup, _Unsupported, aten
+from ir.frontends.torch_base import Converter, Importer, _axis, _np_dtype, _tup, _Unsupported, aten
 # the shape/view converters, registered in CONVERTERS below
 from ir.frontends.torch_layout_ops import (_cat, _expand, _flatten, _permute, _select, _slice_node, _split,
                                            _squeeze, _transpose, _unbind, _unsqueeze, _view)

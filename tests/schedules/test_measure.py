@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from schedules.database import Database
-from schedules.measure import LocalBuilder, MeasureInput, measure
+from schedules.measure import LocalBuilder, MeasureInput
 from schedules.runner import LocalRunner
 from schedules.space import space_for
 from schedules.tuner import tune_workload

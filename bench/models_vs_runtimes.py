@@ -26,13 +26,15 @@ from models import BENCH_MODELS, bench_model, input_size
 def op_kind(graph, kernel) -> str:
     """A kernel's leading op, with depthwise and pointwise convolutions told apart (they bound differently)."""
     node = graph.node_map[kernel.nodes[0]]
-    if node.op != "conv":
+    if node.op == "dwconv2d_nchwc":
+        return "conv depthwise"
+    if node.op not in ("conv", "conv2d_nchwc"):
         return node.op
     attrs = dict(node.attrs)
     w = graph.node_map[node.inputs[1]].shape
-    if attrs.get("groups", 1) > 1 and attrs.get("groups") == node.shape[1]:
+    if node.op == "conv" and attrs.get("groups", 1) > 1 and attrs.get("groups") == node.shape[1]:
         return "conv depthwise"
-    return "conv 1×1" if tuple(w[2:]) == (1, 1) else f"conv {w[2]}×{w[3]}"
+    return "conv 1×1" if tuple(w[2:4]) == (1, 1) else f"conv {w[2]}×{w[3]}"
 
 
 def profile_model(onnx_bytes: bytes, db: str | None, top: int) -> dict:
@@ -41,6 +43,8 @@ def profile_model(onnx_bytes: bytes, db: str | None, top: int) -> dict:
     import nacos
     from nacos.profile import profile
 
+    from schedules.fusion import kernel_graph
+
     graph = nacos.load(onnx.load_from_string(onnx_bytes))
     schedules = None
     if db:
@@ -48,6 +52,7 @@ def profile_model(onnx_bytes: bytes, db: str | None, top: int) -> dict:
 
         schedules = Database(db).schedules(graph)
     kernels = profile(graph, schedules=schedules)
+    graph = kernel_graph(graph)  # the graph the kernels were cut from (blocked layout: renamed nodes)
     total = sum(k.seconds for k in kernels)
     by_op: dict[str, dict] = {}
     for k in kernels:

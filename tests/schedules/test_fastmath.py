@@ -64,3 +64,11 @@ def test_tanh_and_erf_absolute_error(fn, ref, lo, hi, tol):
 def test_other_dtypes_keep_the_tvm_intrinsic():
     x = np.linspace(-5, 5, 64)
     np.testing.assert_allclose(_run(fast_exp, x, "float64"), np.exp(x), rtol=1e-14)
+
+
+def test_nested_and_repeated_uses_compile():
+    """Each call binds its own variables: exp of an exp, tanh of an erf, and two exps in one body."""
+    x = np.linspace(-3, 3, 64).astype(np.float32)
+    got = _run(lambda v: fast_tanh(fast_erf(v)) + fast_exp(fast_exp(v * 0.1)) * fast_exp(v * 0.5), x)
+    want = np.tanh(np.vectorize(math.erf)(x)) + np.exp(np.exp(x * 0.1)) * np.exp(x * 0.5)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)

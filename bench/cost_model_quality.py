@@ -1,0 +1,247 @@
+"""How well the learned cost model ranks held-out measured schedules of real tuning databases.
+
+    python bench/cost_model_quality.py DB [DB ...] [--seeds 5] [--holdout 0.2] [--k 5] [--json out.json]
+                                       [--model-args '{"objective": "rank:pairwise"}'] [--no-per-db] [--no-cross]
+
+Four views, each printed and written to ``--json``:
+
+* **split** — per database and for all databases together: a fresh model trained on 80 % of every workload's
+  points (stratified, :func:`schedules.cost_model.holdout_pairs_quality`) ranks the other 20 %; mean ± std over
+  ``--seeds`` splits of the per-workload Kendall τ (``kendall_tau_mean``; only workloads with ≥ 3 successful test
+  points count), the pooled τ over all same-workload test pairs, and top-k recall. This is what the tuner relies on
+  once a workload has a few measurements.
+* **leave-one-workload-out** — every workload with ≥ ``--min-points`` successes is ranked by a model trained on all
+  *other* workloads: how the model ranks a kernel it has never seen (the start of a tune).
+* **leave-one-database-out** — the same with every database held out in turn (its workloads removed from training).
+* **noise** — how far measurements themselves agree (:func:`noise_reference`): back-to-back repeats, and the τ a
+  perfect model would reach when latencies move as much as re-measured points did (the ``repeats`` table).
+
+Databases are copied (with their ``-wal``/``-shm`` files) to a temporary folder and read with plain SQL, so files a
+running tune is still writing, and older schemas, are read without being touched. A (workload, point) measured in
+several databases counts once (median of the successful latencies). Runs on one core (xgboost ``nthread=1``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+METRICS = ("kendall_tau_mean", "kendall_tau", "kendall_tau_pooled", "top_k_recall")
+
+
+def _read(path: str) -> tuple[list, list]:
+    """Rows of the measurements and of the re-measurements (``repeats``) of the database at ``path``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for suffix in ("", "-wal", "-shm"):
+            if Path(path + suffix).exists():
+                shutil.copy(path + suffix, Path(tmp) / ("db" + suffix))
+        conn = sqlite3.connect(Path(tmp) / "db")
+        cols = {row[1] for row in conn.execute("PRAGMA table_info(measurements)")}
+        lat = "COALESCE(m.estimate, m.latency)" if "estimate" in cols else "m.latency"
+        rows = list(conn.execute(f"SELECT w.graph, w.target, m.point, {lat}, m.costs FROM measurements m "
+                                 "JOIN workloads w ON w.key = m.workload ORDER BY m.id"))
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        repeats = list(conn.execute("SELECT m.costs, r.costs FROM repeats r JOIN measurements m ON "
+                                    "m.workload = r.workload AND m.point = r.point WHERE m.latency IS NOT NULL")
+                       ) if "repeats" in tables else []
+        conn.close()
+    return rows, repeats
+
+
+def remeasure_log_ratios(path: str) -> list[float]:
+    """log2(median of a later re-measurement / median of the first measurement) of every re-measured point: how
+    much the same schedule's latency moves between measurements taken at different times on this machine."""
+    return [float(np.log2(np.median(json.loads(b)) / np.median(json.loads(a)))) for a, b in _read(path)[1]]
+
+
+def load_pairs(path: str) -> list:
+    """``(MeasureInput, MeasureResult)`` of every measurement in the database at ``path`` (read from a copy)."""
+    from schedules.measure import MeasureInput, MeasureResult
+    from schedules.space import Point
+    from schedules.workload import Workload
+
+    rows = _read(path)[0]
+    workloads: dict = {}
+    pairs = []
+    for graph, target, point, latency, costs in rows:
+        w = workloads.setdefault((graph, target), Workload(graph, target))
+        p = Point.from_json(point)
+        ok = latency is not None and latency > 0
+        pairs.append((MeasureInput(w, p), MeasureResult(w.key, p, latency if ok else None,
+                                                        tuple(json.loads(costs)) if ok else (),
+                                                        None if ok else "failed")))
+    return pairs
+
+
+def merge(pairs: list) -> list:
+    """One pair per (workload, point): the median of its successful latencies, a failure if none succeeded."""
+    from schedules.measure import MeasureResult
+
+    seen: dict = {}
+    for inp, r in pairs:
+        seen.setdefault((inp.workload.key, inp.point), []).append((inp, r))
+    out = []
+    for group in seen.values():
+        ok = [r for _, r in group if r.ok]
+        if len(ok) <= 1:
+            out.append((group[0][0], ok[0] if ok else group[0][1]))
+        else:
+            costs = tuple(c for r in ok for c in r.costs)
+            out.append((group[0][0], MeasureResult(ok[0].workload_key, ok[0].point,
+                                                   statistics.median(r.latency for r in ok), costs)))
+    return out
+
+
+def split_view(pairs: list, seeds: int, holdout: float, k: int, model_args: dict) -> dict:
+    """Mean ± std over ``seeds`` stratified splits of :func:`holdout_pairs_quality`."""
+    from schedules.cost_model import holdout_pairs_quality
+
+    runs = [holdout_pairs_quality(pairs, "xgb", holdout, k, seed, **model_args) for seed in range(seeds)]
+    out = {}
+    for m in METRICS:
+        vals = [r[m] for r in runs if np.isfinite(r[m])]  # nan: no workload had 3 successful test points
+        out[m] = {"mean": float(np.mean(vals)) if vals else float("nan"),
+                  "std": float(np.std(vals)) if vals else float("nan")}
+    out.update(workloads=int(np.mean([r["workloads"] for r in runs])), seeds=seeds,
+               measurements=len(pairs), successes=sum(r.ok for _, r in pairs),
+               test=int(np.mean([r["test"] for r in runs])), per_seed=[{m: r[m] for m in METRICS} for r in runs])
+    return out
+
+
+def held_out_groups(pairs: list, groups: dict, k: int, model_args: dict) -> dict:
+    """Train on the pairs of every workload outside a group, rank the group's test workloads; ``groups`` maps a
+    name to (workload keys left out of training, workload keys tested). Returns the per-group
+    :func:`ranking_quality` and the per-workload mean τ and recall over all groups."""
+    from schedules.cost_model import create, ranking_quality
+
+    per = {}
+    for name, (left_out, tested) in groups.items():
+        train = [(i, r) for i, r in pairs if i.workload.key not in left_out]
+        test = [(i, r) for i, r in pairs if i.workload.key in tested]
+        model = create("xgb", **model_args)
+        model.update([i for i, _ in train], [r for _, r in train])
+        q = ranking_quality(model, [i for i, _ in test], [r for _, r in test], k)
+        if q["workloads"]:
+            per[name] = q
+    taus = [q["kendall_tau_mean"] for q in per.values() for _ in range(q["workloads"])]
+    return {"kendall_tau_mean": float(np.nanmean(taus)) if taus else float("nan"),
+            "top_k_recall": float(np.mean([q["top_k_recall"] for q in per.values()])) if per else float("nan"),
+            "groups": len(per), "per_group": per}
+
+
+def noise_reference(pairs: list, ratios: list[float], seeds: int, holdout: float) -> dict:
+    """Two references for any model's τ on this data. ``back_to_back``: per-workload τ between the medians of the
+    even and the odd repeats of each measurement (repeats run back to back). ``remeasured``: the expected τ of a
+    *perfect* model on the same held-out splits when every measured latency carries re-measurement noise — each
+    test point's log latency plus a draw from the re-measured log ratios / √2 (half the variance of a difference
+    of two measurements), per-workload τ against the unperturbed values, mean over the splits. The ratios are
+    centred on their median first: a shift shared by every point (the tuner re-measures its best points, whose
+    first measurement was luckily low; the machine's load drifts) does not change an order. Rough either way: the
+    ratios come from the few re-measured points only."""
+    from scipy.stats import kendalltau
+
+    by_wl: dict = {}
+    for inp, r in pairs:
+        if r.ok and len(r.costs) >= 4:
+            by_wl.setdefault(inp.workload.key, []).append((np.median(r.costs[0::2]), np.median(r.costs[1::2])))
+    taus = [kendalltau(*zip(*rows)).statistic for rows in by_wl.values() if len(rows) >= 8]
+    out = {"back_to_back_tau_mean": float(np.nanmean(taus)) if taus else float("nan"),
+           "remeasured_points": len(ratios),
+           "remeasured_abs_log2_median": float(np.median(np.abs(ratios))) if ratios else float("nan")}
+    if ratios:
+        rng = np.random.default_rng(0)
+        noise = (np.asarray(ratios) - np.median(ratios)) / np.sqrt(2.0)
+        means = []
+        for seed in range(seeds):
+            split = random.Random(seed)  # the same per-workload test sets as holdout_pairs_quality
+            by: dict = {}
+            for inp, r in pairs:
+                by.setdefault(inp.workload.key, []).append(r)
+            taus = []
+            for rows in by.values():
+                rows = list(rows)
+                split.shuffle(rows)
+                test = np.log2([r.latency for r in rows[:round(holdout * len(rows))] if r.ok])
+                if len(test) >= 3:
+                    t = kendalltau(test, test + rng.choice(noise, len(test)) * rng.choice([-1, 1], len(test)))
+                    taus.append(t.statistic)
+            means.append(np.nanmean(taus) if taus else np.nan)
+        out["remeasured_ceiling_tau_mean"] = float(np.nanmean(means))
+    return out
+
+
+def fmt(v: dict) -> str:
+    return " ".join(f"{m} {v[m]['mean']:.3f}±{v[m]['std']:.3f}" for m in METRICS)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("dbs", nargs="+")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--holdout", type=float, default=0.2)
+    ap.add_argument("--k", type=int, default=5)
+    ap.add_argument("--min-points", type=int, default=8, help="successes a workload needs in the cross views")
+    ap.add_argument("--model-args", default="{}", help="JSON keyword arguments of schedules.cost_model.create")
+    ap.add_argument("--no-per-db", action="store_true", help="only the all-databases views")
+    ap.add_argument("--no-cross", action="store_true", help="skip leave-one-workload/database-out")
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    model_args = json.loads(args.model_args)
+    t0 = time.perf_counter()
+    per_db_pairs = {path: load_pairs(path) for path in args.dbs}
+    everything = merge([p for pairs in per_db_pairs.values() for p in pairs])
+    command = " ".join(["python bench/cost_model_quality.py", *(sys.argv[1:] if argv is None else argv)])
+    report = {"command": command, "model_args": model_args, "holdout": args.holdout, "k": args.k,
+              "per_db": {}, "cross": {}}
+    if not args.no_per_db and len(args.dbs) > 1:
+        for path, pairs in per_db_pairs.items():
+            v = report["per_db"][path] = split_view(merge(pairs), args.seeds, args.holdout, args.k, model_args)
+            print(f"{path}: {v['measurements']} meas, {v['workloads']} wl evaluated | {fmt(v)}", flush=True)
+    v = report["all"] = split_view(everything, args.seeds, args.holdout, args.k, model_args)
+    print(f"ALL ({len(args.dbs)} dbs): {v['measurements']} meas ({v['successes']} ok), {v['workloads']} wl evaluated,"
+          f" {v['test']} test | {fmt(v)}", flush=True)
+    if not args.no_cross:
+        counts: dict = {}
+        for inp, r in everything:
+            counts[inp.workload.key] = counts.get(inp.workload.key, 0) + r.ok
+        big = {key for key, n in counts.items() if n >= args.min_points}
+        lowo = held_out_groups(everything, {key: ({key}, {key}) for key in sorted(big)}, args.k, model_args)
+        lowo["per_group"] = {next(i.workload.name for i, _ in everything if i.workload.key == key): q["kendall_tau"]
+                             for key, q in lowo["per_group"].items()}
+        report["cross"]["leave_one_workload_out"] = lowo
+        print(f"leave-one-workload-out ({lowo['groups']} wl with >= {args.min_points} points): "
+              f"tau mean {lowo['kendall_tau_mean']:.3f}, top-k recall {lowo['top_k_recall']:.3f}", flush=True)
+        if len(args.dbs) > 1:
+            groups = {path: {i.workload.key for i, _ in pairs} for path, pairs in per_db_pairs.items()}
+            lodo = held_out_groups(everything, {p: (g, g & big) for p, g in groups.items() if g & big}, args.k,
+                                   model_args)
+            lodo["per_group"] = {p: q["kendall_tau_mean"] for p, q in lodo["per_group"].items()}
+            report["cross"]["leave_one_db_out"] = lodo
+            print(f"leave-one-db-out ({lodo['groups']} dbs): tau mean {lodo['kendall_tau_mean']:.3f}, "
+                  f"top-k recall {lodo['top_k_recall']:.3f}", flush=True)
+    ratios = [x for path in args.dbs for x in remeasure_log_ratios(path)]
+    ref = report["noise"] = noise_reference(everything, ratios, args.seeds, args.holdout)
+    print(f"noise: back-to-back repeats agree to tau {ref['back_to_back_tau_mean']:.3f}; {len(ratios)} re-measured "
+          f"points moved by median {ref['remeasured_abs_log2_median']:.2f} log2; a perfect model would reach tau "
+          f"~{ref.get('remeasured_ceiling_tau_mean', float('nan')):.3f} on these splits", flush=True)
+    report["wall_s"] = time.perf_counter() - t0
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -116,15 +116,13 @@ def schedule_injective(sch: Schedule, block) -> None:
         total *= e
     outer = list(loops[:-1])
     inner = loops[-1]
-    part = next((w for w in (VECTOR_LANES, VECTOR_LANES // 2) if w > 1 and ext[-1] % w == 0), 0)
-    if part and ext[-1] > VECTOR_LANES * 2:
-        # half vectors when whole ones do not divide the row (softmax over 196 tokens): unvectorized, the exp
-        # polynomial ran at ~6 ns per element
+    half = VECTOR_LANES // 2
+    # half vectors when whole ones do not divide a long row (softmax over 196 tokens): unvectorized, the exp
+    # polynomial ran at ~6 ns per element
+    part = VECTOR_LANES if ext[-1] % VECTOR_LANES == 0 else \
+        half if half > 1 and ext[-1] % half == 0 and ext[-1] > VECTOR_LANES * 2 else 0
+    if part:
         o, i = sch.split(inner, [None, part])
-        sch.vectorize(i)
-        outer.append(o)
-    elif ext[-1] % VECTOR_LANES == 0:
-        o, i = sch.split(inner, [None, VECTOR_LANES])
         sch.vectorize(i)
         outer.append(o)
     elif ext[-1] <= VECTOR_LANES * 2 and ext[-1] > 1 and len(loops) > 1:

@@ -20,14 +20,11 @@ from ir.passes.fold import _fresh_namer
 from ir.registry import get_op
 from ir.verify import verify
 
-BLOCKED_OPS = ("conv2d_nchwc", "dwconv2d_nchwc")
-
-
-def _conv_kind(graph: Graph, node: Node, block: int) -> str | None:
-    """"dense" / "depthwise" when ``node`` is a 2-d conv this pass can block, else None."""
+def _conv_kind(nodes: dict[str, Node], node: Node, block: int) -> str | None:
+    """"dense" / "depthwise" when ``node`` is a 2-d conv this pass can block, else None (``nodes``: the graph's
+    node map, built once per pass rather than once per node)."""
     if node.op != "conv" or len(node.shape) != 4:
         return None
-    nodes = graph.node_map
     if not all(nodes[i].op == CONSTANT for i in node.inputs[1:]):
         return None
     c, k = nodes[node.inputs[0]].shape[1], node.shape[1]
@@ -71,9 +68,9 @@ def select_layout(graph: Graph, block: int, min_convs: int = 2) -> Graph:
 
 def _blocked(graph: Graph, block: int, exclude: frozenset[str]) -> tuple[Graph, list[set[str]]]:
     """(the rewritten graph, the original convolution names of each blocked region)."""
-    if not any(_conv_kind(graph, n, block) and n.name not in exclude for n in graph.nodes):
-        return graph, []
     nodes_by = graph.node_map
+    if not any(_conv_kind(nodes_by, n, block) and n.name not in exclude for n in graph.nodes):
+        return graph, []
     parent: dict[str, str] = {}  # union-find over blocked twins: one root per region
 
     def root(name: str) -> str:
@@ -94,21 +91,18 @@ def _blocked(graph: Graph, block: int, exclude: frozenset[str]) -> tuple[Graph, 
     present: set[str] = set()      # NCHW tensors that exist in the new graph
     convs: dict[str, str] = {}     # blocked convolution twin → original convolution name
 
-    def emit(node: Node) -> None:
-        out.append(node)
-
     def need_nchw(name: str) -> None:
         if name in present:
             return
         src = nodes_by[name]
-        emit(Node(name, "from_blocked", (blocked[name],), src.type, {"block": block}))
+        out.append(Node(name, "from_blocked", (blocked[name],), src.type, {"block": block}))
         present.add(name)
 
     def need_blocked(name: str) -> str:
         if name not in blocked:
             src = nodes_by[name]
             twin = fresh(f"{name}_nchw{block}c")
-            emit(Node(twin, "to_blocked", (name,), _blocked_type(src.type, block), {"block": block}))
+            out.append(Node(twin, "to_blocked", (name,), _blocked_type(src.type, block), {"block": block}))
             blocked[name] = twin
         return blocked[name]
 
@@ -121,40 +115,40 @@ def _blocked(graph: Graph, block: int, exclude: frozenset[str]) -> tuple[Graph, 
                 and all(nodes_by[i].shape == node.shape for i in acts))
 
     for node in graph.nodes:
-        kind = _conv_kind(graph, node, block) if node.name not in exclude else None
+        kind = _conv_kind(nodes_by, node, block) if node.name not in exclude else None
         if kind is not None:
             x = need_blocked(node.inputs[0])
             w_name = fresh(f"{node.name}_w_nchw{block}c")
             params[w_name] = _pack_weight(graph.params[node.inputs[1]], kind, block)
             ins = [x, w_name]
-            emit(Node(w_name, CONSTANT, (), TensorType(params[w_name].shape, node.dtype)))
+            out.append(Node(w_name, CONSTANT, (), TensorType(params[w_name].shape, node.dtype)))
             if len(node.inputs) == 3:
                 b_name = fresh(f"{node.name}_b_nchw{block}c")
                 params[b_name] = np.ascontiguousarray(graph.params[node.inputs[2]].reshape(-1, block))
-                emit(Node(b_name, CONSTANT, (), TensorType(params[b_name].shape, node.dtype)))
+                out.append(Node(b_name, CONSTANT, (), TensorType(params[b_name].shape, node.dtype)))
                 ins.append(b_name)
             attrs = {k: v for k, v in node.attr_dict.items() if k in ("strides", "pads", "dilations")}
             twin = fresh(f"{node.name}_nchw{block}c")
             op = "dwconv2d_nchwc" if kind == "depthwise" else "conv2d_nchwc"
-            emit(Node(twin, op, tuple(ins), _blocked_type(node.type, block), attrs))
+            out.append(Node(twin, op, tuple(ins), _blocked_type(node.type, block), attrs))
             blocked[node.name] = twin
             join(twin, ins)
             convs[twin] = node.name
         elif node.op not in (CONSTANT, INPUT) and blockable_elementwise(node):
             ins = tuple(i if nodes_by[i].op == CONSTANT else need_blocked(i) for i in node.inputs)
             twin = fresh(f"{node.name}_nchw{block}c")
-            emit(Node(twin, node.op, ins, _blocked_type(node.type, block), node.attrs))
+            out.append(Node(twin, node.op, ins, _blocked_type(node.type, block), node.attrs))
             blocked[node.name] = twin
             join(twin, ins)
         else:
             for i in node.inputs:
-                if i in blocked and i not in present:
+                if i in blocked:
                     need_nchw(i)
-            emit(node)
+            out.append(node)
             present.add(node.name)
     for o in graph.outputs:
         need_nchw(o)
-    result = graph.with_nodes(_reorder_constants(out), params)
+    result = graph.with_nodes(_drop_unread_constants(out), params)
     verify(result)
     regions: dict[str, set[str]] = {}
     for twin, conv in convs.items():
@@ -162,9 +156,9 @@ def _blocked(graph: Graph, block: int, exclude: frozenset[str]) -> tuple[Graph, 
     return result, list(regions.values())
 
 
-def _reorder_constants(nodes: list[Node]) -> list[Node]:
-    """Keep the node list in dependency order: a from_blocked emitted lazily comes after its producer already,
-    and every node is emitted after its inputs, so only the original constants that are no longer read remain
-    to be dropped (by the graph's own parameter filter)."""
+def _drop_unread_constants(nodes: list[Node]) -> list[Node]:
+    """Without the constants nothing reads any more (the NCHW weights of blocked convolutions); their data goes
+    with them (``Graph.with_nodes`` keeps only params of constants present). Nodes are already in dependency
+    order: every node, conversions included, is emitted after its inputs."""
     used = {i for n in nodes for i in n.inputs}
     return [n for n in nodes if n.op != CONSTANT or n.name in used]

@@ -15,7 +15,7 @@ from ir.graph import CONSTANT, Graph
 from ir.verify import verify
 from nacos.compiled import Compiled, KernelInfo
 from schedules.default import default_schedule, pack_constant, packed_inputs
-from schedules.fusion import kernel_graph, partition
+from schedules.fusion import is_view, kernel_graph, partition
 from schedules.lowering import Group, lower_group
 from schedules.tvm_env import make_target, tvm
 
@@ -61,10 +61,14 @@ def compile(graph: Graph, target=None, schedules: ScheduleProvider | Mapping | N
     kernels: list[KernelInfo] = []
     with bb.function("main", params):
         with bb.dataflow():
-            for k, group in enumerate(groups):
+            for group in groups:
+                if is_view(graph, group):  # same bytes, new shape: Relax makes it a view, no kernel and no copy
+                    out = nodes[group.output]
+                    values[group.output] = bb.emit(relax.op.reshape(values[group.inputs[0]], list(out.shape) or [1]))
+                    continue
                 mod, tuned = schedule_group(graph, group, schedules, stats)
                 stats.tuned += tuned
-                name = f"k{k:03d}_{group.name}"[:60]
+                name = f"k{len(kernels):03d}_{group.name}"[:60]  # numbered as kernel_groups / the profile
                 prim = mod["main"].with_attr("global_symbol", name).with_attr("op_pattern", OPAQUE)
                 gv = bb.add_func(prim, name)
                 packed = {p: (axis, lanes) for p, axis, lanes in packed_inputs(prim)}

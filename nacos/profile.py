@@ -15,7 +15,7 @@ from ir.analysis import node_cost
 from ir.graph import CONSTANT, Graph
 from nacos.compiler import schedule_group
 from schedules.default import pack_constant, packed_inputs
-from schedules.fusion import kernel_graph, partition
+from schedules.fusion import kernel_graph, kernel_groups
 from schedules.tvm_env import make_target, tvm
 
 
@@ -51,7 +51,7 @@ def profile(graph: Graph, target=None, schedules=None, number: int = 10, repeat:
     rng = np.random.default_rng(0)
     nodes = graph.node_map
     rows = []
-    for k, group in enumerate(partition(graph)):
+    for k, group in enumerate(kernel_groups(graph)):
         mod, tuned = schedule_group(graph, group, schedules)
         with tgt:
             lib = tvm.compile(mod, tgt)

@@ -144,7 +144,8 @@ def softmax_infer(attrs, in_types):
 
 
 def softmax_instruction(attrs, in_types, out_type):
-    """max → exp(x − max) → sum → divide: the max keeps exp from overflowing, as every real kernel does."""
+    """max → exp(x − max) → sum → scale by the reciprocal: the max keeps exp from overflowing, as every real kernel
+    does."""
     shape = out_type.shape
     a = normalize_axis(int(attrs.get("axis", -1)), len(shape), "softmax")
     i = axes("i", len(shape))
@@ -155,7 +156,9 @@ def softmax_instruction(attrs, in_types, out_type):
         Stage("M", rows, row_shape, tensor("X")[along], "max", (k,), (shape[a],)),
         Stage("E", i, shape, sympy.exp(tensor("X")[i] - read("M", rows))),
         Stage("S", rows, row_shape, tensor("E")[along], "sum", (k,), (shape[a],)),
-        Stage("Y", i, shape, tensor("E")[i] / read("S", rows)),
+        # one reciprocal per row, then a multiply per element: a vector divide costs several multiplies
+        Stage("R", rows, row_shape, 1 / read("S", rows)),
+        Stage("Y", i, shape, tensor("E")[i] * read("R", rows)),
     ))
 
 

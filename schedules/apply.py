@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from schedules.default import (PACKING_ATTR, _extents, _is_reduction, _try, _vectorize_innermost, _with_arity,
-                               schedule_injective, schedule_reduction)
+                               schedule_injective, schedule_reduction, schedule_rowwise)
 from schedules.kernel import KernelShape
 from schedules.space import Point
 from schedules.tvm_env import tvm
@@ -33,7 +33,10 @@ def apply_point(func, shape: KernelShape, point: Point) -> Schedule:
     step = "start"
     try:
         packings = []
-        if shape.kind == "injective":
+        if point.get("rows") == "rowwise":
+            schedule_rowwise(sch)
+            done = set(shape.blocks)
+        elif shape.kind == "injective":
             done = _apply_injective(sch, shape, point)
         else:
             done, packings = _apply_reduction(sch, shape, point)
@@ -110,7 +113,9 @@ def _apply_reduction(sch: Schedule, shape: KernelShape, p: Point) -> set[str]:
     vaxis = n_sp - 1
     if p.get("layout") == "packed" and shape.packed is not None:
         vaxis = shape.packed[0]
-        packings.append(_pack(sch, block, shape.packed, p[f"s{vaxis}"][1]))
+        record = _pack(sch, block, shape.packed, p[f"s{vaxis}"][1])
+        if record is not None:
+            packings.append(record)
         loops = sch.get_loops(block)
         spatial, reduce = loops[:n_sp], loops[n_sp:]
     outer, mid, tile = [], [], []  # tile: (axis, loop)
@@ -191,12 +196,16 @@ def _apply_reduction(sch: Schedule, shape: KernelShape, p: Point) -> set[str]:
     return done, packings
 
 
-def _pack(sch: Schedule, block, packed: tuple[int, int, int], lanes: int) -> list[int]:
+def _pack(sch: Schedule, block, packed: tuple[int, int, int], lanes: int) -> list[int] | None:
     """Re-lay out the constant param so ``dim`` is blocked by ``lanes`` innermost (as schedule_packed does);
-    the compiler packs the constant accordingly (:func:`schedules.default.pack_constant`)."""
+    the compiler packs the constant accordingly (:func:`schedules.default.pack_constant`). None when ``dim`` is
+    already the innermost dimension with ``lanes`` elements (blocked weights): nothing to re-lay out."""
     _, param, dim = packed
     name = sch.mod["main"].params[param].name
-    rank = next(len(r.source.shape) for r in sch.get(block).reads if r.source.name == name)
+    source = next(r.source for r in sch.get(block).reads if r.source.name == name)
+    rank = len(source.shape)
+    if dim == rank - 1 and int(source.shape[dim]) == lanes:
+        return None
 
     def index_map(*idx):
         return [*idx[:dim], idx[dim] // lanes, *idx[dim + 1:], idx[dim] % lanes]

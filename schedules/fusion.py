@@ -40,6 +40,24 @@ def kernel_graph(graph: Graph, layout: str | None = None) -> Graph:
     return select_layout(graph, VECTOR_LANES) if layout == "blocked" else graph
 
 
+VIEW_OPS = frozenset({"reshape", "flatten"})  # row-major reshapes: the output has the input's bytes, in order
+
+
+def is_view(graph: Graph, group: Group) -> bool:
+    """A group that only re-reads a computed tensor with a new shape: the compiler emits a Relax reshape (a view
+    of the same buffer) instead of a kernel that copies it."""
+    from ir.graph import CONSTANT
+
+    node = group.nodes[0]
+    return len(group.nodes) == 1 and node.op in VIEW_OPS and graph.node_map[group.inputs[0]].op != CONSTANT \
+        and node.type.dtype == graph.node_map[group.inputs[0]].type.dtype
+
+
+def kernel_groups(graph: Graph) -> list[Group]:
+    """The groups that become kernels (:func:`partition` without the views), in execution order."""
+    return [g for g in partition(graph) if not is_view(graph, g)]
+
+
 def _next_member(chain, consumers, outputs, taken):
     """The elementwise node that extends ``chain``, or None.
 

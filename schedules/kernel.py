@@ -15,7 +15,7 @@ import sympy
 
 from ir.instruction import idiv, imod
 from ir.registry import get_op
-from schedules.default import VECTOR_LANES
+from schedules.default import VECTOR_LANES, block_axis, rowwise_kernel
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,9 @@ class KernelShape:
     flops: int
     packed: tuple[int, int, int] | None = None   # (spatial axis, param, dim): a constant that can be re-laid out
     prefer_packed: bool = False                  # what schedules.default.choose_strategy picks
+    block_axis: int | None = None                # another axis only the packed constant reads (default.block_axis)
+    lanes_ready: bool = False                    # the innermost axis is a blocked layout's lane axis (plain_last)
+    rowwise: bool = False                        # per-row stages over the last axis (default.rowwise_kernel)
 
 
 def _coef(expr: sympy.Expr, axis: sympy.Symbol) -> float:
@@ -53,11 +56,11 @@ def _coef(expr: sympy.Expr, axis: sympy.Symbol) -> float:
 @lru_cache(maxsize=1024)
 def kernel_shape(workload) -> KernelShape:
     """What the search needs to know about a workload's loops, read from its instructions."""
-    from schedules.lowering import _scalars_as_vectors, reuse_axes
+    from schedules.lowering import _scalars_as_vectors, plain_last, reuse_axes, unit_stride_last
 
     graph = workload.graph
     nodes = graph.node_map
-    blocks, reductions = [], set()
+    blocks, reductions, extents = [], set(), []
     shapes: dict[str, tuple[int, ...]] = {n: tuple(nodes[n].shape) or (1,) for n in graph.inputs}
     anchor_instr = None
     for k, node in enumerate(workload.group.nodes):
@@ -69,6 +72,7 @@ def kernel_shape(workload) -> KernelShape:
                 shapes[name] = tuple(t.shape) or (1,)
         for st in instr.stages:
             blocks.append(f"n{k}_{st.name}")
+            extents.append((tuple(st.shape), tuple(st.reduce_shape) if st.reduce else ()))
             if k == 0:
                 shapes[st.name] = st.shape
             if st.reduce:
@@ -88,16 +92,18 @@ def kernel_shape(workload) -> KernelShape:
         accesses.append(Access(main, main_stage.shape,
                                tuple(tuple(1.0 if a == ax else 0.0 for a in axes_) for ax in main_stage.axes),
                                itemsize))
-        packed, prefer = _packing(workload, anchor_instr, main_stage)
+        packed, prefer, options = _packing(workload, anchor_instr, main_stage)
         return KernelShape("reduction", main, main_stage.shape, main_stage.reduce_shape,
                            reuse_axes(main_stage), producers, epilogue, tuple(blocks), tuple(accesses),
-                           workload.flops, packed, prefer)
+                           workload.flops, packed, prefer, block_axis(options, packed),
+                           plain_last(main_stage) and unit_stride_last(main_stage), rowwise_kernel(extents))
     out_shape = tuple(nodes[workload.group.output].shape) or (1,)
     return KernelShape("injective", blocks[-1], out_shape, (), (), (), (), tuple(blocks), (), workload.flops)
 
 
-def _packing(workload, instr, stage) -> tuple[tuple[int, int, int] | None, bool]:
-    """The packed-layout option as :mod:`schedules.default` sees it: (axis, param, dim), and whether it is chosen."""
+def _packing(workload, instr, stage) -> tuple[tuple[int, int, int] | None, bool, tuple]:
+    """The packed-layout option as :mod:`schedules.default` sees it: (axis, param, dim), whether it is chosen, and
+    every packable (axis, param, dim)."""
     from schedules.lowering import packable_axes, unit_stride_last
 
     anchor = workload.group.nodes[0]
@@ -106,10 +112,15 @@ def _packing(workload, instr, stage) -> tuple[tuple[int, int, int] | None, bool]
               if workload.group.inputs.index(src) in consts}
     options = packable_axes(stage, params)
     if not options:
-        return None, False
+        return None, False, ()
     full = [o for o in options if stage.shape[o[0]] % VECTOR_LANES == 0]
-    choice = max(full or options, key=lambda o: stage.shape[o[0]])
+    contiguous = unit_stride_last(stage) and stage.shape[-1] % VECTOR_LANES == 0
+    last = len(stage.shape) - 1
+    ready = [o for o in full if o[0] == last and contiguous]
+    # as default.packed_choice: an already blocked lane axis (NCHW[b]c weights) first, else the longest axis
+    choice = ready[0] if ready else max(full or options, key=lambda o: stage.shape[o[0]])
+    if ready:
+        return choice, True, options
     from schedules import default
 
-    contiguous = unit_stride_last(stage) and stage.shape[-1] % VECTOR_LANES == 0
-    return choice, bool(full) and not (contiguous and default.PREFER_SPATIAL)
+    return choice, bool(full) and not (contiguous and default.PREFER_SPATIAL), options

@@ -45,7 +45,7 @@ from functools import lru_cache
 from typing import Any
 
 from schedules import default as _default
-from schedules.default import PARALLEL_MIN_WORK, VECTOR_LANES, _divisor, _tile_width
+from schedules.default import PARALLEL_MIN_WORK, VECTOR_LANES, _divisor, _tile_width, packed_tile
 from schedules.kernel import Access, KernelShape, kernel_shape  # noqa: F401  (re-exported)
 
 MAX_TILE = 64             # largest inner or mid factor
@@ -147,7 +147,9 @@ class ScheduleSpace:
         sh = self.shape
         if sh.kind == "injective":
             total, last = math.prod(sh.spatial), sh.spatial[-1]
+            half = VECTOR_LANES // 2
             lanes = VECTOR_LANES if last % VECTOR_LANES == 0 else \
+                half if half > 1 and last % half == 0 and last > 2 * VECTOR_LANES else \
                 last if 1 < last <= 2 * VECTOR_LANES and len(sh.spatial) > 1 else 1
             knobs = [Knob("fuse", ("outer", "all"), "outer"),  # as schedules.default.schedule_injective
                      Knob("lanes", divisors(total, MAX_TILE), lanes),
@@ -159,19 +161,21 @@ class ScheduleSpace:
         ext, n = sh.spatial, len(sh.spatial)
         default_tile = [1] * n
         if sh.prefer_packed:  # as schedules.default.schedule_packed: lanes on the packed axis, a row tile
-            axis = sh.packed[0]
-            default_tile[axis] = VECTOR_LANES
-            rows = [a for a in sh.reuse_axes if a != axis and ext[a] > 1]
-            if rows and _tile_width(ext[max(rows)]) > 1:
-                default_tile[max(rows)] = _tile_width(ext[max(rows)])
+            for a, f in packed_tile(ext, sh.packed[0], sh.reuse_axes, sh.block_axis).items():
+                default_tile[a] = f
         else:  # as schedules.default.schedule_reduction: lanes on the last axis, a reuse-axis tile
             default_tile[-1] = _divisor(ext[-1]) if ext[-1] >= 4 else 1
             cands = [a for a in sh.reuse_axes if a < n - 1 and ext[a] > 1]
-            if cands:
+            if cands and sh.lanes_ready:  # row_tile: the innermost reuse axis, as wide as the registers allow
+                default_tile[max(cands)] = _tile_width(ext[max(cands)])
+            elif cands:
                 a = max(cands, key=lambda a: ext[a])
                 default_tile[a] = next((f for f in (8, 4, 2) if ext[a] % f == 0), 1)
-        # small windows (depthwise, pooling): schedules.default leaves the tile to LLVM ("light")
-        light = not sh.prefer_packed and math.prod(sh.reduce) <= getattr(_default, "SMALL_REDUCTION", 0)
+        # small windows (depthwise, pooling): schedules.default leaves the tile to LLVM ("light"), except on a
+        # blocked layout's lane axis, where it tiles them and reads through the padding
+        small = math.prod(sh.reduce) <= _default.SMALL_REDUCTION
+        light = not sh.prefer_packed and small and not sh.lanes_ready
+        through_pad = small and sh.lanes_ready
         if light:
             default_tile = [1] * n
         knobs = []
@@ -188,9 +192,11 @@ class ScheduleSpace:
         if sh.epilogue:
             knobs.append(Knob("epi", ("fuse", "root"), "root" if light else "fuse"))
         if sh.producers:
-            knobs.append(Knob("pad", ("root", "at", "inline"), "root"))
+            knobs.append(Knob("pad", ("root", "at", "inline"), "inline" if through_pad else "root"))
         if sh.packed is not None:
             knobs.append(Knob("layout", ("plain", "packed"), "packed" if sh.prefer_packed and not light else "plain"))
+        if sh.rowwise:  # softmax, layer norm: one parallel loop over rows (the other knobs then do not apply)
+            knobs.append(Knob("rows", ("rowwise", "tiled"), "rowwise"))
         return knobs
 
     @property
@@ -271,6 +277,8 @@ class ScheduleSpace:
             while v["unroll"] > 1 and (extent % (v["lanes"] * v["unroll"]) or v["lanes"] * v["unroll"] > 512):
                 v["unroll"] //= 2
             return Point.of(v)
+        if v.get("rows") == "rowwise":  # one schedule: every other knob at its default, so it is measured once
+            return Point.of({k.name: k.default for k in self.knobs.values()})
         n = len(self.shape.spatial)
         vaxis = self.vector_axis(Point.of(v))
         if v.get("layout") == "packed" and v[f"s{vaxis}"][1] == 1:  # packing with 1 lane would do nothing

@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import Any, Iterable, Sequence
 
 from ir.graph import CONSTANT, INPUT, Graph, GraphBuilder, Node, TensorType
-from schedules.fusion import kernel_graph, partition
+from schedules.fusion import kernel_graph, kernel_groups
 from schedules.lowering import Group
 
 
@@ -142,7 +142,7 @@ def workloads_from_graph(graph: Graph, target: Any = None, layout: str | None = 
     nodes = graph.node_map
     tkey = target if isinstance(target, str) and target.startswith("{") else target_key(target)
     return [(g, workload_from_group(g, [nodes[i].type for i in g.inputs], tkey,
-                                    [nodes[i].op == CONSTANT for i in g.inputs])) for g in partition(graph)]
+                                    [nodes[i].op == CONSTANT for i in g.inputs])) for g in kernel_groups(graph)]
 
 
 def unique_workloads(graph: Graph, target: Any = None, layout: str | None = None) -> list[tuple[Workload, int]]:

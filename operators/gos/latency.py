@@ -98,10 +98,10 @@ class Roofline(LatencyModel):
         self.peak, self.bandwidth, self.overhead = peak_gflops * 1e9, bandwidth_gbs * 1e9, overhead_s
 
     def kernels(self, graph: Graph) -> list[KernelTime]:
-        from schedules.fusion import partition
+        from schedules.fusion import kernel_groups
 
         out = []
-        for k, group in enumerate(partition(graph)):
+        for k, group in enumerate(kernel_groups(graph)):
             flops, nbytes = _group_cost(graph, group)
             secs = max(flops / self.peak, nbytes / self.bandwidth) + self.overhead
             out.append(KernelTime(f"k{k:03d}_{group.name}", tuple(n.name for n in group.nodes),

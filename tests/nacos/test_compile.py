@@ -128,3 +128,25 @@ def test_intermediate_buffers_are_reused(layout):
     tensors = sum("call  vm.builtin.alloc_tensor" in line for line in code)
     assert tensors == len(model.kernels) >= 8
     assert 1 <= storages <= 3  # two ping-pong intermediates and the output
+
+
+def test_reshapes_are_views_not_kernels():
+    """A lone reshape/flatten of a computed tensor becomes a Relax reshape (the VM's zero-copy view), not a
+    kernel that copies the tensor; one fused into an elementwise epilogue stays a kernel."""
+    from ir.graph import GraphBuilder
+
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("views")
+    x = b.input("x", (2, 8, 6))
+    r = b.op("reshape", b.op("relu", x), shape=(2, 6, 8))
+    t = b.op("transpose", r, perm=(0, 2, 1))
+    f = b.op("sigmoid", b.op("flatten", b.op("relu", t), axis=1))
+    model = nacos.compile(b.build([f]))
+    ops = [k.ops for k in model.kernels]
+    assert ("reshape",) not in ops and all("reshape" not in k for k in ops)
+    assert ("flatten", "sigmoid") in ops  # not a lone view: copied inside its kernel
+    code = model._module.as_text()
+    assert "vm.builtin.reshape" in code
+    xv = rng.standard_normal((2, 8, 6)).astype("float32")
+    want = 1 / (1 + np.exp(-np.maximum(np.maximum(xv, 0).reshape(2, 6, 8).transpose(0, 2, 1), 0).reshape(2, -1)))
+    np.testing.assert_allclose(model(xv)[0], want, rtol=1e-5, atol=1e-6)

@@ -31,6 +31,13 @@ WORKLOADS = {
     "global_avgpool": ("global_avgpool", [(1, 16, 7, 7)], {}, ()),
     "relu": ("relu", [(2, 8, 6, 6)], {}, ()),
     "transpose": ("transpose", [(2, 3, 40)], {"perm": (2, 0, 1)}, ()),
+    # per-row stages over the last axis: the row-wise strategy (one parallel loop over rows, rfactor reductions)
+    "softmax_rows": ("softmax", [(3, 2, 40)], {"axis": -1}, ()),
+    "layernorm": ("layernorm", [(2, 6, 24), (24,), (24,)], {"axis": -1, "epsilon": 1e-5}, ()),
+    # blocked NCHW8c convs: weights already blocked (no re-layout), a 2-block × 4-column register tile
+    "conv_nchwc": ("conv2d_nchwc", [(1, 2, 6, 8, 8), (4, 2, 3, 3, 8, 8), (4, 8)], {"pads": (1, 1, 1, 1)},
+                   ("relu",)),
+    "dwconv_nchwc": ("dwconv2d_nchwc", [(1, 2, 8, 8, 8), (2, 3, 3, 8), (2, 8)], {"pads": (1, 1, 1, 1)}, ("relu",)),
 }
 POINTS_PER_WORKLOAD = 2
 
@@ -118,3 +125,45 @@ def test_repair_fixes_garbage():
     assert p["acc"] == "outer"
     assert space.repair(space.default().replace(acc="inner"))["acc"] == "outer"
     assert json.loads(space.default().to_json())["order"] == "MR"
+
+
+def test_blocked_conv_tiles_several_output_channel_blocks():
+    """NCHW[b]c weights: lanes on the lane axis with no packing, and a (blocks × columns) register tile."""
+    from schedules.default import VECTOR_LANES, packed_tile
+
+    space = space_for(workload("conv_nchwc"))
+    sh = space.shape
+    if VECTOR_LANES != 8:
+        pytest.skip("the workload's blocks are 8 lanes wide")
+    assert sh.packed[0] == len(sh.spatial) - 1 and sh.block_axis == 1 and sh.lanes_ready
+    d = space.default()
+    assert (d["s1"], d["s3"], d["s4"]) == ((1, 2), (1, 4), (1, 8))
+    func, hint = workload("conv_nchwc").lower()
+    assert packed_inputs(default_schedule(func, hint).mod["main"]) == []  # already blocked: nothing to re-lay out
+    # 7 columns: no (blocks × columns) tile divides, so one block and a 7-wide row
+    assert packed_tile((1, 4, 7, 7, 8), 4, (1, 3, 4), 1) == {4: 8, 3: 7}
+    assert packed_tile((1, 4, 7, 14, 8), 4, (1, 3, 4), 1) == {4: 8, 1: 4, 3: 2}
+
+
+@pytest.mark.parametrize("name", ["softmax_rows", "layernorm"])
+def test_row_wise_kernels_get_one_parallel_loop_over_rows(name):
+    w = workload(name)
+    func, hint = w.lower()
+    space = space_for(w)
+    assert space.shape.rowwise and space.default()["rows"] == "rowwise"
+    text = default_schedule(func, hint).mod.script()
+    assert text.count("T.parallel(") <= 1 and "_rf" in text  # reductions split into vector partial results
+    # the "tiled" alternative repairs to a real point of the ordinary space
+    tiled = space.repair(space.default().replace(rows="tiled"))
+    assert tiled["rows"] == "tiled" and space.is_valid(tiled)
+    # numerics of the row-wise schedule against the unscheduled kernel
+    rng = np.random.default_rng(1)
+    inputs = [rng.standard_normal(t.shape).astype("float32") for t in w.input_types()]
+    want = run(tvm.IRModule({"main": func}), inputs, w.output_type().shape)
+    got = run(default_schedule(func, hint).mod, inputs, w.output_type().shape)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_softmax_over_an_inner_axis_is_not_row_wise():
+    w = workload_from_op("softmax", [(2, 5, 8)], {"axis": 1})
+    assert not space_for(w).shape.rowwise

@@ -62,6 +62,10 @@ class Kernel:
             n, c, h, w = s[0]
             k, cg, r, q = s[1]
             return 2 * n * k * h * w * cg * r * q  # stride 1, "same" padding in this suite
+        if self.op == "conv2d_nchwc":  # x (N, C/b, H, W, b), w (K/b', C/b, R, S, b, b')
+            n, cb, h, w, b = s[0]
+            kb, _, r, q, _, bo = s[1]
+            return 2 * n * kb * bo * h * w * cb * b * r * q
         if self.op == "dense":
             return 2 * s[0][0] * s[1][0] * s[0][1]
         a, b = s
@@ -73,7 +77,11 @@ class Kernel:
         import torch.nn.functional as F
 
         t = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
-        if self.op == "conv":
+        if self.op == "conv2d_nchwc":  # the op's own PyTorch reference (a re-laid-out F.conv2d)
+            from ir.registry import get_op
+
+            y = get_op(self.op).torch(self.attrs, *t)
+        elif self.op == "conv":
             pad = self.attrs.get("pads", (0,) * 4)[0]
             y = F.conv2d(t[0], t[1], t[2] if len(t) > 2 else None, padding=pad, groups=self.attrs.get("groups", 1))
         elif self.op == "dense":
@@ -89,6 +97,9 @@ P1 = {"pads": (1, 1, 1, 1)}
 FULL = (
     Kernel("conv3x3_64x56", "conv", ((1, 64, 56, 56), (64, 64, 3, 3), (64,)), P1, ("relu",), conv=True),
     Kernel("conv3x3_128x28", "conv", ((1, 128, 28, 28), (128, 128, 3, 3), (128,)), P1, ("relu",), conv=True),
+    # the first one in the blocked NCHW8c layout that nacos compiles conv chains to (ir.passes.select_layout)
+    Kernel("conv3x3_64x56_nchw8c", "conv2d_nchwc", ((1, 8, 56, 56, 8), (8, 8, 3, 3, 8, 8), (8, 8)), P1, ("relu",),
+           conv=True),
     Kernel("depthwise3x3_96x56", "conv", ((1, 96, 56, 56), (96, 1, 3, 3)), {**P1, "groups": 96}, conv=True),
     Kernel("pointwise_64to256x56", "conv", ((1, 64, 56, 56), (256, 64, 1, 1)), conv=True),
     Kernel("dense_512to1000", "dense", ((1, 512), (1000, 512), (1000,))),
@@ -182,10 +193,20 @@ def _time_torch(kernel: Kernel, arrays):
     # tensors converted once: only the ops are timed (Kernel.torch converts on every call)
     t = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
 
+    post = None
     if kernel.op == "conv":
         pad, g = kernel.attrs.get("pads", (0,) * 4)[0], kernel.attrs.get("groups", 1)
         bias = t[2] if len(t) > 2 else None
         call = (lambda: F.conv2d(t[0], t[1], bias, padding=pad, groups=g))
+    elif kernel.op == "conv2d_nchwc":  # PyTorch's own NCHW conv on the same numbers: re-layouts left untimed
+        from operators.layout import from_blocked_torch, to_blocked_torch
+
+        w, pad, bo = t[1], kernel.attrs.get("pads", (0,) * 4)[0], t[1].shape[5]
+        xn = from_blocked_torch({}, t[0]).contiguous()
+        wn = w.permute(0, 5, 1, 4, 2, 3).reshape(w.shape[0] * bo, -1, w.shape[2], w.shape[3]).contiguous()
+        bias = t[2].reshape(-1) if len(t) > 2 else None
+        call = (lambda: F.conv2d(xn, wn, bias, padding=pad))
+        post = (lambda y: to_blocked_torch({"block": bo}, y))
     elif kernel.op == "dense":
         bias = t[2] if len(t) > 2 else None
         call = (lambda: F.linear(t[0], t[1], bias))
@@ -206,7 +227,8 @@ def _time_torch(kernel: Kernel, arrays):
                 run()
             return (time.perf_counter() - t0) / n
     with torch.inference_mode():
-        return timer, run().numpy().copy()
+        y = run()
+        return timer, (post(y) if post else y).numpy().copy()
 
 
 def interleaved_timers(timers: dict, rounds: int, target_s: float = 0.01, pause_s: float = 0.05) -> dict:

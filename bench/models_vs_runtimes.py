@@ -45,14 +45,15 @@ def profile_model(onnx_bytes: bytes, db: str | None, top: int) -> dict:
 
     from schedules.fusion import kernel_graph
 
-    graph = nacos.load(onnx.load_from_string(onnx_bytes))
+    # the graph the kernels are cut from (blocked layout: renamed nodes), built once; layout="nchw" below then
+    # means "take it as it is" (layout selection already ran)
+    graph = kernel_graph(nacos.load(onnx.load_from_string(onnx_bytes)))
     schedules = None
     if db:
         from schedules.database import Database
 
-        schedules = Database(db).schedules(graph)
-    kernels = profile(graph, schedules=schedules)
-    graph = kernel_graph(graph)  # the graph the kernels were cut from (blocked layout: renamed nodes)
+        schedules = Database(db).schedules(graph, layout="nchw")
+    kernels = profile(graph, schedules=schedules, layout="nchw")
     total = sum(k.seconds for k in kernels)
     by_op: dict[str, dict] = {}
     for k in kernels:
@@ -68,14 +69,14 @@ def profile_model(onnx_bytes: bytes, db: str | None, top: int) -> dict:
 
 
 def bench(name: str, small: bool, trials: int, db: str | None, rounds: int, top: int, threads: int | None,
-          nchw_too: bool = False) -> dict:
+          nchw_too: bool = False, isolated: bool = False) -> dict:
     from nacos.benchmark import run_bench
 
     size = input_size(small)
     _, _, data = bench_model(name, small)  # the same seeded model run_bench builds for NAME@SIZE
     t0 = time.perf_counter()
     r = run_bench(f"{name}@{size}", db=db, trials=trials, threads=threads, rounds=rounds, relax=False,
-                  nchw_too=nchw_too)
+                  nchw_too=nchw_too, isolated=isolated)
     rt = r["runtimes"]
     med = {k: v.get("median_ms") for k, v in rt.items()}
     out = {
@@ -89,6 +90,13 @@ def bench(name: str, small: bool, trials: int, db: str | None, rounds: int, top:
         "matches": {k: v["matches"] for k, v in rt.items()},
         "threads": r["threads"], "notes": r["notes"], "machine": r["machine"],
     }
+    if isolated:  # each runtime in a process of its own, the others stopped (nacos.bench_isolated)
+        iso = {k: v.get("isolated_median_ms") for k, v in rt.items() if v.get("isolated_median_ms")}
+        out["isolated_median_ms"] = iso
+        if iso.get("nacos") and iso.get("onnxruntime"):
+            out["isolated_ratio_nacos_over_onnxruntime"] = iso["nacos"] / iso["onnxruntime"]
+        if iso.get("nacos") and iso.get("pytorch"):
+            out["isolated_ratio_nacos_over_pytorch"] = iso["nacos"] / iso["pytorch"]
     out["profile"] = profile_model(data, out["db"], top)
     # the profile sums kernels timed alone; the gap to the whole-model median is call overhead and interference
     out["profile"]["whole_model_over_sum_of_kernels"] = med["nacos"] / out["profile"]["sum_kernels_ms"]
@@ -138,6 +146,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="threads for every runtime (default: usable cores)")
     p.add_argument("--nchw-too", action="store_true",
                    help="also time nacos without the blocked NCHW[b]c layout (tuned too with --trials)")
+    p.add_argument("--isolated", action="store_true",
+                   help="also time each runtime in a process of its own, the others stopped (no shared cores with "
+                        "idle thread pools)")
     args = p.parse_args()
     names = args.models.split(",")
     unknown = [n for n in names if n not in BENCH_MODELS]
@@ -147,12 +158,15 @@ def main() -> None:
         sys.exit("--trials cannot be negative")
     results = []
     for name in names:
-        r = bench(name, args.small, args.trials, args.db, args.rounds, args.top, args.threads, args.nchw_too)
+        r = bench(name, args.small, args.trials, args.db, args.rounds, args.top, args.threads, args.nchw_too,
+                  args.isolated)
         results.append(r)
         layout = (f", blocked/NCHW layout {r['ratio_blocked_over_nchw']:.2f}"
                   if r["ratio_blocked_over_nchw"] is not None else "")
+        iso = (f"; isolated processes: nacos/ORT {r['isolated_ratio_nacos_over_onnxruntime']:.2f}"
+               if "isolated_ratio_nacos_over_onnxruntime" in r else "")
         print(f"{name}: nacos/ORT {r['ratio_nacos_over_onnxruntime']:.2f}, nacos/PyTorch "
-              f"{r['ratio_nacos_over_pytorch']:.2f}{layout} ({r['seconds']} s)", flush=True)
+              f"{r['ratio_nacos_over_pytorch']:.2f}{layout}{iso} ({r['seconds']} s)", flush=True)
     print_results(results, args.top)
     write_json(args.json, {"bench": "models_vs_runtimes", "small": args.small, "trials": args.trials,
                            "command": " ".join(["python"] + sys.argv), "results": results})

@@ -35,19 +35,29 @@ def table(result: dict):
 
     t = Table(title=_title(result), caption="×ORT = median / onnxruntime's median (below 1: faster than ORT); "
                                             "all runtimes timed side by side in interleaved rounds")
-    for col in ("runtime", "median", "min … max", "×ORT", "max|err| vs ORT"):
+    isolated = any("isolated_median_ms" in r for r in result["runtimes"].values())
+    cols = ["runtime", "median", "min … max", "×ORT"] + (["isolated", "×ORT isolated"] if isolated else [])
+    for col in cols + ["max|err| vs ORT"]:
         t.add_column(col, justify="left" if col == "runtime" else "right")
     rows = sorted(result["runtimes"].items(), key=lambda kv: kv[1].get("median_ms", float("inf")))
     for name, r in rows:
         err = f"{r['max_abs_err_vs_onnxruntime']:.1e}" + ("" if r["matches"] else " ✗")
         if "median_ms" not in r:
-            t.add_row(_label(name, result), "not timed", "", "", err)
+            t.add_row(_label(name, result), "not timed", *[""] * (len(cols) - 2), err)
             continue
-        ratio = r["ratio_to_onnxruntime"]
-        style = "green" if ratio < 1 else "red" if ratio > 1.05 else ""
-        t.add_row(_label(name, result), fmt_ms(r["median_ms"]), f"{fmt_ms(r['min_ms'])} … {fmt_ms(r['max_ms'])}",
-                  f"[{style}]{ratio:.2f}[/]" if style else f"{ratio:.2f}", err)
+        cells = [fmt_ms(r["median_ms"]), f"{fmt_ms(r['min_ms'])} … {fmt_ms(r['max_ms'])}",
+                 _ratio(r["ratio_to_onnxruntime"])]
+        if isolated:  # each runtime in a process of its own, the others stopped (nacos.bench_isolated)
+            iso = r.get("isolated_ratio_to_onnxruntime")
+            cells += [fmt_ms(r["isolated_median_ms"]) if "isolated_median_ms" in r else "—",
+                      _ratio(iso) if iso is not None else "—"]
+        t.add_row(_label(name, result), *cells, err)
     return t
+
+
+def _ratio(ratio: float) -> str:
+    style = "green" if ratio < 1 else "red" if ratio > 1.05 else ""
+    return f"[{style}]{ratio:.2f}[/]" if style else f"{ratio:.2f}"
 
 
 def _label(name: str, result: dict) -> str:

@@ -209,11 +209,14 @@ def _onnx_model(spec: BenchModel):
 def run_bench(model: str, db: str | None = None, trials: int = 0, threads: int | None = None,
               metaschedule_trials: int = 0, input_shapes: dict | None = None, rounds: int = 15,
               budget_s: float = 120.0, relax: bool = True, seed: int = 0,
-              progress: Callable[[str], None] | None = None, nchw_too: bool = False) -> dict:
+              progress: Callable[[str], None] | None = None, nchw_too: bool = False, isolated: bool = False) -> dict:
     """Build every runtime for ``model``, check it against onnxruntime, time them side by side; a JSON-able dict.
 
     ``nchw_too`` adds ``nacos-nchw``: the same model compiled without the blocked layout (tuned for it too when
     ``trials`` > 0), to show what layout selection is worth.
+
+    ``isolated`` also times nacos, onnxruntime and PyTorch each in a process of its own, the others stopped
+    (:mod:`nacos.bench_isolated`): ``isolated_median_ms`` and ``isolated_ratio_to_onnxruntime`` per runtime.
 
     ``threads`` (default: the usable cores) is used by every runtime; TVM reads it when it starts, so a process
     that already started TVM with another count keeps that count (reported in ``notes``).
@@ -287,6 +290,17 @@ def run_bench(model: str, db: str | None = None, trials: int = 0, threads: int |
     for name, t in times.items():
         rows[name].update(median_ms=t["median_s"] * 1e3, min_ms=t["min_s"] * 1e3, max_ms=t["max_s"] * 1e3,
                           rounds=t["rounds"], calls_per_round=t["number"], ratio_to_onnxruntime=t["median_s"] / base)
+    if isolated:
+        from nacos.bench_isolated import RUNTIMES, measure_isolated
+
+        say("timing nacos, onnxruntime and PyTorch again, each in a process of its own")
+        iso, iso_notes = measure_isolated(model, [n for n in timed if n in RUNTIMES], threads, nacos_info.get("db"),
+                                          input_shapes, seed, rounds=rounds, budget_s=budget_s)
+        spec.notes.extend(iso_notes)
+        for name, t in iso.items():
+            rows[name].update(isolated_median_ms=t["median_s"] * 1e3, isolated_rounds=t["rounds"])
+            if ORT in iso:
+                rows[name]["isolated_ratio_to_onnxruntime"] = t["median_s"] / iso[ORT]["median_s"]
     return {
         "bench": "nacos bench", "model": spec.name, "source": spec.source,
         "inputs": {k: list(v) for k, v in spec.input_shapes.items()},

@@ -276,7 +276,7 @@ def cmd_bench(args) -> int:
                                metaschedule_trials=args.metaschedule_trials,
                                input_shapes=_parse_shapes(args.input_shape), rounds=args.rounds,
                                relax=not args.no_relax, progress=lambda msg: status.update(msg),
-                               nchw_too=args.nchw_too)
+                               nchw_too=args.nchw_too, isolated=args.isolated)
     except BenchError as e:
         raise UsageError(str(e)) from None
     from nacos.bench_report import plot, print_result
@@ -365,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", metavar="OUT.png", help="draw a bar chart of the medians")
     s.add_argument("--nchw-too", action="store_true",
                    help="also time nacos without the blocked NCHW[b]c layout (nacos-nchw)")
+    s.add_argument("--isolated", action="store_true",
+                   help="also time nacos, onnxruntime and PyTorch each in a process of its own, the others stopped "
+                        "(idle thread pools of one runtime otherwise share the cores with the next)")
     s.set_defaults(fn=cmd_bench)
     return p
 

@@ -45,6 +45,31 @@ def test_bench_onnx_file_writes_json_and_png(small_cnn_onnx, tmp_path, capsys):
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out_png.stat().st_size > 5000
 
 
+def test_bench_isolated_times_each_runtime_in_its_own_process(tmp_path, capsys):
+    """``--isolated``: nacos, onnxruntime and PyTorch timed again, each in a worker process with the others
+    stopped; the table gets the isolated medians and ratios next to the in-process ones."""
+    out_json = tmp_path / "r.json"
+    code = main(["bench", "small_cnn@32", "--isolated", "--no-relax", "--rounds", "3", "--threads", "1",
+                 "--json", str(out_json)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    runtimes = json.loads(out_json.read_text())["runtimes"]
+    for name in ("nacos", "onnxruntime", "pytorch"):
+        assert runtimes[name]["isolated_median_ms"] > 0 and runtimes[name]["isolated_rounds"] >= 3, name
+    assert runtimes["onnxruntime"]["isolated_ratio_to_onnxruntime"] == pytest.approx(1.0)
+    assert runtimes["nacos"]["isolated_ratio_to_onnxruntime"] > 0
+    assert "isolated" in printed  # the column (its header may wrap in a narrow terminal)
+
+
+def test_isolated_worker_that_cannot_build_is_a_note_not_a_crash():
+    from nacos.bench_isolated import measure_isolated
+
+    times, notes = measure_isolated("small_cnn@32", ["onnxruntime", "no-such-runtime"], threads=1, rounds=3,
+                                    budget_s=5)
+    assert set(times) == {"onnxruntime"} and times["onnxruntime"]["median_s"] > 0
+    assert len(notes) == 1 and "no-such-runtime" in notes[0]
+
+
 @pytest.mark.parametrize("args, message", [
     (["bench", "missing.onnx"], "no such file"),
     (["bench", "no_such_model@32"], "unknown zoo model"),

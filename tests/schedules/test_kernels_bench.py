@@ -20,6 +20,7 @@ def test_suite_flops_and_peak():
     assert by_name["matmul_128"].flops == 2 * 128 ** 3
     assert by_name["attn_qk_4x64x32"].flops == 2 * 4 * 64 * 64 * 32
     assert by_name["conv3x3_64x56"].flops == 2 * 64 * 56 * 56 * 64 * 9
+    assert by_name["conv3x3_64x56_nchw8c"].flops == by_name["conv3x3_64x56"].flops  # the same conv, blocked
     assert by_name["depthwise3x3_96x56"].flops == 2 * 96 * 56 * 56 * 9
     assert by_name["dense_512to1000"].flops == 2 * 1000 * 512
     peak = kernels.fp32_peak(2)

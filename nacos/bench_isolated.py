@@ -1,0 +1,119 @@
+"""Timing each runtime in a process of its own, with every other runtime's process stopped while it runs.
+
+In one process, runtimes share the 2 cores with each other's idle thread pools: TVM's workers spin-wait up to
+300 000 yields after a parallel region, onnxruntime's spin after a run, and whichever runtime is timed next runs
+next to them. On this machine that moved the in-process medians of the same model by up to 2× between runs
+(onnxruntime on MobileNetV2 at 224: 8.7–12.4 ms in the bench process, against ~6 ms in a process of its own).
+
+Here every runtime is built in its own worker process (spawned, so no state is inherited); the parent stops all
+of them (SIGSTOP: their threads cannot run, spinning or not) and resumes only the one being timed, in interleaved
+rounds with the order alternating, as :func:`nacos.benchmark.measure` does in process. Only POSIX has SIGSTOP.
+
+    times = measure_isolated("mobilenet_v2@224", ["nacos", "onnxruntime"], threads=2, db="tuned.db")
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import time
+import traceback
+
+RUNTIMES = ("nacos", "nacos-nchw", "onnxruntime", "pytorch")
+
+
+def _build(name: str, model: str, input_shapes, seed: int, db: str | None, threads: int):
+    """The runtime ``name`` as a no-argument callable (built inside the worker)."""
+    from nacos.benchmark import ORT, _nacos_runtime, _ort_session, _torch_runtime, resolve_model
+
+    spec = resolve_model(model, input_shapes, seed)
+    if name in ("nacos", "nacos-nchw"):
+        fn = _nacos_runtime(spec, db, 0, {}, lambda msg: None, layout="nchw" if name == "nacos-nchw" else None)
+        return lambda: fn(*spec.inputs)
+    if name == ORT:
+        sess = _ort_session(spec.onnx_bytes, threads)
+        feed = {i.name: x for i, x in zip(sess.get_inputs(), spec.inputs)}
+        return lambda: sess.run(None, feed)
+    if name == "pytorch" and spec.torch_module is not None:
+        fn = _torch_runtime(spec, threads)
+        return lambda: fn()
+    raise ValueError(f"no isolated runtime {name!r} for {model} (choose from {', '.join(RUNTIMES)})")
+
+
+def _worker(conn, name: str, model: str, input_shapes, seed: int, db: str | None, threads: int) -> None:
+    os.environ["TVM_NUM_THREADS"] = str(threads)  # before TVM starts in this process
+    os.environ.setdefault("TVM_BIND_THREADS", "0")
+    try:
+        call = _build(name, model, input_shapes, seed, db, threads)
+        call()
+        call()
+    except Exception:  # noqa: BLE001 — reported to the parent, which leaves this runtime out
+        conn.send(("error", traceback.format_exc(limit=3).strip().splitlines()[-1]))
+        return
+    conn.send(("ready", None))
+    while True:
+        n = conn.recv()
+        if n is None:
+            return
+        t0 = time.perf_counter()
+        for _ in range(n):
+            call()
+        conn.send(("time", (time.perf_counter() - t0) / n))
+
+
+def measure_isolated(model: str, names, threads: int, db: str | None = None, input_shapes=None, seed: int = 0,
+                     rounds: int = 15, round_s: float = 0.02, settle_s: float = 0.05,
+                     budget_s: float = 120.0) -> tuple[dict[str, dict], list[str]]:
+    """({runtime: median_s, min_s, max_s, rounds, number}, notes) for ``names`` timed in processes of their own;
+    ``db``: the tuning database nacos reads (it is not tuned here)."""
+    import multiprocessing
+
+    if not hasattr(signal, "SIGSTOP"):
+        return {}, ["isolated timing needs POSIX signals (SIGSTOP); skipped"]
+    ctx = multiprocessing.get_context("spawn")
+    workers, notes = {}, []
+    try:
+        for name in names:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(child, name, model, input_shapes, seed, db, threads),
+                               daemon=True)
+            proc.start()
+            kind, value = parent.recv()  # one at a time: building two models at once would share the cores
+            if kind == "error":
+                notes.append(f"{name}: not timed in isolation ({value})")
+                proc.join(5)
+                continue
+            os.kill(proc.pid, signal.SIGSTOP)
+            workers[name] = (proc, parent)
+
+        def timed(name: str, n: int) -> float:
+            proc, conn = workers[name]
+            os.kill(proc.pid, signal.SIGCONT)
+            time.sleep(settle_s)  # untimed: its own threads settle after being resumed
+            conn.send(n)
+            _, seconds = conn.recv()
+            os.kill(proc.pid, signal.SIGSTOP)
+            return seconds
+
+        calls = {name: timed(name, 1) for name in workers}
+        number = {k: int(min(100, max(1, round(round_s / max(t, 1e-7))))) for k, t in calls.items()}
+        per_round = sum(number[k] * calls[k] + settle_s for k in workers) or 1e-9
+        rounds = max(3, min(rounds, int(budget_s / per_round)))
+        samples: dict[str, list[float]] = {k: [] for k in workers}
+        for r in range(rounds):
+            order = list(workers) if r % 2 == 0 else list(reversed(workers))
+            for name in order:
+                samples[name].append(timed(name, number[name]))
+    finally:
+        for proc, conn in workers.values():
+            try:
+                os.kill(proc.pid, signal.SIGCONT)
+                conn.send(None)
+            except (OSError, BrokenPipeError):
+                pass
+            proc.join(5)
+            if proc.is_alive():
+                proc.terminate()
+    return {k: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "rounds": len(v),
+                "number": number[k]} for k, v in samples.items()}, notes

@@ -239,9 +239,10 @@ def packed_choice(sch: Schedule, block, hint: MainHint | None):
 
 
 # (output-channel blocks, output row) register tiles for blocked weights, best first: 8–12 accumulators, each
-# broadcast input value reused across 2–4 weight vectors. Measured on this machine's 3×3 and 1×1 NCHW8c convs
-# (1 thread), against a one-block row tile of 7–8: 1.1–1.6× faster where they divide, except on 7×7 outputs where
-# nothing divides and the row tile stays. AVX-512's 32 registers would allow wider tiles (not measured).
+# broadcast input value reused across 2–4 weight vectors. Timed on ResNet-18's and MobileNetV2's 3×3 and 1×1
+# NCHW8c convs (1 thread) against a one-block row tile of 7–8: faster on all but one shape where they divide (a
+# 14×14 256→256 conv, where 2 blocks × 2 rows × 2 columns would have been best); 7×7 outputs keep the row tile
+# (nothing divides). AVX-512's 32 registers would allow wider tiles (not measured).
 BLOCK_TILES = ((2, 4), (4, 2), (3, 4))
 
 

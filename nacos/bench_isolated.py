@@ -2,8 +2,8 @@
 
 In one process, runtimes share the 2 cores with each other's idle thread pools: TVM's workers spin-wait up to
 300 000 yields after a parallel region, onnxruntime's spin after a run, and whichever runtime is timed next runs
-next to them. On this machine that moved the in-process medians of the same model by up to 2× between runs
-(onnxruntime on MobileNetV2 at 224: 8.7–12.4 ms in the bench process, against ~6 ms in a process of its own).
+next to them. On this machine that moved the in-process medians of the same model by up to 3× between runs
+(onnxruntime on MobileNetV2 at 224: 8.7 to 24.3 ms in the bench process).
 
 Here every runtime is built in its own worker process (spawned, so no state is inherited); the parent stops all
 of them (SIGSTOP: their threads cannot run, spinning or not) and resumes only the one being timed, in interleaved

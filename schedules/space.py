@@ -19,7 +19,11 @@ extents, producers, epilogue); :class:`ScheduleSpace` turns that into knobs:
 ``pad``          producers (padding) at ``root``, computed ``at`` the outer loop, or ``inline``-d
 ``layout``       ``plain``, or ``packed``: a constant input read through one spatial axis only (conv/dense weights)
                  is re-laid out at compile time with that axis blocked innermost (KCRS → K/t·C·R·S·t, t = its
-                 register tile), and the register tile is vectorized along it (present only when possible)
+                 register tile), and the register tile is vectorized along it (present only when possible);
+                 weights already blocked along that axis (NCHW[b]c convs) are used as they are
+``rows``         per-row kernels over the last axis (softmax, layer norm) only: ``rowwise`` (one parallel loop
+                 over rows, reductions split into vector lanes; every other knob then stays at its default) or
+                 ``tiled`` (the knobs above, on the main reduction)
 ===============  =============================================================================================
 
 Groups without a reduction get ``fuse`` (split only the innermost loop, or all loops fused), ``lanes``,

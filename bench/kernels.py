@@ -199,11 +199,11 @@ def _time_torch(kernel: Kernel, arrays):
         bias = t[2] if len(t) > 2 else None
         call = (lambda: F.conv2d(t[0], t[1], bias, padding=pad, groups=g))
     elif kernel.op == "conv2d_nchwc":  # PyTorch's own NCHW conv on the same numbers: re-layouts left untimed
-        from operators.layout import from_blocked_torch, to_blocked_torch
+        from operators.layout import from_blocked_torch, to_blocked_torch, unblocked_conv_weight_torch
 
-        w, pad, bo = t[1], kernel.attrs.get("pads", (0,) * 4)[0], t[1].shape[5]
+        pad, bo = kernel.attrs.get("pads", (0,) * 4)[0], t[1].shape[5]
         xn = from_blocked_torch({}, t[0]).contiguous()
-        wn = w.permute(0, 5, 1, 4, 2, 3).reshape(w.shape[0] * bo, -1, w.shape[2], w.shape[3]).contiguous()
+        wn = unblocked_conv_weight_torch(t[1]).contiguous()
         bias = t[2].reshape(-1) if len(t) > 2 else None
         call = (lambda: F.conv2d(xn, wn, bias, padding=pad))
         post = (lambda y: to_blocked_torch({"block": bo}, y))

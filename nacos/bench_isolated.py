@@ -7,7 +7,7 @@ next to them. On this machine that moved the in-process medians of the same mode
 
 Here every runtime is built in its own worker process (spawned, so no state is inherited); the parent stops all
 of them (SIGSTOP: their threads cannot run, spinning or not) and resumes only the one being timed, in interleaved
-rounds with the order alternating, as :func:`nacos.benchmark.measure` does in process. Only POSIX has SIGSTOP.
+rounds with the order alternating (:func:`nacos.benchmark.interleave`, as in process). Only POSIX has SIGSTOP.
 
     times = measure_isolated("mobilenet_v2@224", ["nacos", "onnxruntime"], threads=2, db="tuned.db")
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import signal
-import statistics
 import time
 import traceback
 
@@ -69,6 +68,8 @@ def measure_isolated(model: str, names, threads: int, db: str | None = None, inp
     ``db``: the tuning database nacos reads (it is not tuned here)."""
     import multiprocessing
 
+    from nacos.benchmark import interleave
+
     if not hasattr(signal, "SIGSTOP"):
         return {}, ["isolated timing needs POSIX signals (SIGSTOP); skipped"]
     ctx = multiprocessing.get_context("spawn")
@@ -97,14 +98,8 @@ def measure_isolated(model: str, names, threads: int, db: str | None = None, inp
             return seconds
 
         calls = {name: timed(name, 1) for name in workers}
-        number = {k: int(min(100, max(1, round(round_s / max(t, 1e-7))))) for k, t in calls.items()}
-        per_round = sum(number[k] * calls[k] + settle_s for k in workers) or 1e-9
-        rounds = max(3, min(rounds, int(budget_s / per_round)))
-        samples: dict[str, list[float]] = {k: [] for k in workers}
-        for r in range(rounds):
-            order = list(workers) if r % 2 == 0 else list(reversed(workers))
-            for name in order:
-                samples[name].append(timed(name, number[name]))
+        times = interleave({k: (lambda n, k=k: timed(k, n)) for k in workers}, calls, rounds, budget_s, round_s,
+                           block_overhead_s=settle_s)
     finally:
         for proc, conn in workers.values():
             try:
@@ -115,5 +110,4 @@ def measure_isolated(model: str, names, threads: int, db: str | None = None, inp
             proc.join(5)
             if proc.is_alive():
                 proc.terminate()
-    return {k: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "rounds": len(v),
-                "number": number[k]} for k, v in samples.items()}, notes
+    return times, notes

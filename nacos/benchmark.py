@@ -147,19 +147,32 @@ def measure(runners: dict[str, Callable[[], object]], rounds: int = 15, budget_s
         t0 = time.perf_counter()
         fn()
         calls[name] = time.perf_counter() - t0
-    number = {k: int(min(100, max(1, round(round_s / max(t, 1e-7))))) for k, t in calls.items()}
-    per_round = sum(number[k] * calls[k] for k in runners)
-    rounds = max(3, min(rounds, int(budget_s / max(per_round, 1e-9))))
-    samples: dict[str, list[float]] = {k: [] for k in runners}
-    for r in range(rounds):
-        order = list(runners) if r % 2 == 0 else list(reversed(runners))  # no runner always goes first
-        for name in order:
-            fn, n = runners[name], number[name]
+
+    def block(fn):  # n calls after the settle pause; seconds per call
+        def timed(n: int) -> float:
             time.sleep(settle_s)
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()
-            samples[name].append((time.perf_counter() - t0) / n)
+            return (time.perf_counter() - t0) / n
+        return timed
+    return interleave({k: block(fn) for k, fn in runners.items()}, calls, rounds, budget_s, round_s)
+
+
+def interleave(blocks: dict[str, Callable[[int], float]], calls: dict[str, float], rounds: int = 15,
+               budget_s: float = 120.0, round_s: float = 0.02, block_overhead_s: float = 0.0) -> dict[str, dict]:
+    """The interleaved rounds of :func:`measure` (and of :func:`nacos.bench_isolated.measure_isolated`):
+    ``blocks[name](n)`` times ``n`` calls and returns seconds per call; ``calls``: one calibration call's seconds
+    per runtime, which sets each runtime's calls per round (about ``round_s`` of work) and, with the untimed
+    ``block_overhead_s`` per block, how many rounds fit in ``budget_s``."""
+    number = {k: int(min(100, max(1, round(round_s / max(t, 1e-7))))) for k, t in calls.items()}
+    per_round = sum(number[k] * calls[k] + block_overhead_s for k in blocks)
+    rounds = max(3, min(rounds, int(budget_s / max(per_round, 1e-9))))
+    samples: dict[str, list[float]] = {k: [] for k in blocks}
+    for r in range(rounds):
+        order = list(blocks) if r % 2 == 0 else list(reversed(blocks))  # no runner always goes first
+        for name in order:
+            samples[name].append(blocks[name](number[name]))
     return {k: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "rounds": len(v),
                 "number": number[k]} for k, v in samples.items()}
 

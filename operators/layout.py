@@ -70,6 +70,12 @@ def from_blocked_torch(attrs, x):
     return x.movedim(-1, 2).reshape(n, cb * b, *sp).contiguous()
 
 
+def unblocked_conv_weight_torch(w):
+    """conv2d_nchwc weights W[K/b', C/b, R, S, b, b'] back to PyTorch's [K, C, R, S]."""
+    kb, cb, r, q, b, bo = w.shape
+    return w.permute(0, 5, 1, 4, 2, 3).reshape(kb * bo, cb * b, r, q)
+
+
 def _onnx_to_blocked(x: str, out: str, shape: tuple[int, ...], b: int, ctx) -> list:
     """(N, C, *S) → (N, C/b, *S, b) as Reshape + Transpose."""
     import numpy as np
@@ -171,14 +177,12 @@ def _make_conv_blocked(depthwise: bool):
     def torch_ref(attrs, x, w, bias=None):
         import torch.nn.functional as F
 
-        b = x.shape[-1]
         xn = from_blocked_torch({}, x)
         if depthwise:
             wn = w.permute(0, 3, 1, 2).reshape(-1, 1, w.shape[1], w.shape[2])
             groups = xn.shape[1]
         else:
-            wn = w.permute(0, 5, 1, 4, 2, 3).reshape(w.shape[0] * w.shape[5], w.shape[1] * b, w.shape[2],
-                                                     w.shape[3])
+            wn = unblocked_conv_weight_torch(w)
             groups = 1
         strides, pads, dilations = spatial_attrs(attrs, 2, wn.shape[2:])
         xn = F.pad(xn, (pads[1], pads[3], pads[0], pads[2]))

@@ -230,12 +230,19 @@ def packed_choice(sch: Schedule, block, hint: MainHint | None):
         return None
     kinds = _iter_kinds(sch, block)
     spatial_ext = [e for e, k in zip(_extents(sch, sch.get_loops(block)), kinds) if k == 0]
-    options = [(a, p, d) for a, p, d in hint.packable if spatial_ext[a] % VECTOR_LANES == 0]
-    last = len(spatial_ext) - 1
-    ready = [o for o in options if o[0] == last and hint.unit_stride_last]
-    if ready:  # already blocked (NCHW[b]c weights): the lanes are contiguous without re-layout
+    return pick_packed(hint.packable, spatial_ext, hint.unit_stride_last)
+
+
+def pick_packed(options, ext, unit_stride_last: bool):
+    """Among packable (axis, param, dim) ``options``, those whose axis fills whole vectors: an already blocked
+    lane axis first (NCHW[b]c weights: the lanes are contiguous without re-layout), else the longest axis; None
+    if no axis fills whole vectors. Shared with :func:`schedules.kernel.kernel_shape`, which reads the same choice
+    from the instructions."""
+    full = [o for o in options if ext[o[0]] % VECTOR_LANES == 0]
+    ready = [o for o in full if o[0] == len(ext) - 1 and unit_stride_last]
+    if ready:
         return ready[0]
-    return max(options, key=lambda o: spatial_ext[o[0]]) if options else None
+    return max(full, key=lambda o: ext[o[0]]) if full else None
 
 
 # (output-channel blocks, output row) register tiles for blocked weights, best first: 8–12 accumulators, each

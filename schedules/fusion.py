@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from ir.graph import Graph
+from ir.graph import CONSTANT, Graph
 from ir.registry import get_op
 from schedules.lowering import Group
 
@@ -46,8 +46,6 @@ VIEW_OPS = frozenset({"reshape", "flatten"})  # row-major reshapes: the output h
 def is_view(graph: Graph, group: Group) -> bool:
     """A group that only re-reads a computed tensor with a new shape: the compiler emits a Relax reshape (a view
     of the same buffer) instead of a kernel that copies it."""
-    from ir.graph import CONSTANT
-
     node = group.nodes[0]
     return len(group.nodes) == 1 and node.op in VIEW_OPS and graph.node_map[group.inputs[0]].op != CONSTANT \
         and node.type.dtype == graph.node_map[group.inputs[0]].type.dtype

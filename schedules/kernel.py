@@ -113,14 +113,11 @@ def _packing(workload, instr, stage) -> tuple[tuple[int, int, int] | None, bool,
     options = packable_axes(stage, params)
     if not options:
         return None, False, ()
-    full = [o for o in options if stage.shape[o[0]] % VECTOR_LANES == 0]
-    contiguous = unit_stride_last(stage) and stage.shape[-1] % VECTOR_LANES == 0
-    last = len(stage.shape) - 1
-    ready = [o for o in full if o[0] == last and contiguous]
-    # as default.packed_choice: an already blocked lane axis (NCHW[b]c weights) first, else the longest axis
-    choice = ready[0] if ready else max(full or options, key=lambda o: stage.shape[o[0]])
-    if ready:
-        return choice, True, options
     from schedules import default
 
-    return choice, bool(full) and not (contiguous and default.PREFER_SPATIAL), options
+    choice = default.pick_packed(options, stage.shape, unit_stride_last(stage))
+    if choice is None:  # no axis fills whole vectors: offered to the search, not chosen by default
+        return max(options, key=lambda o: stage.shape[o[0]]), False, options
+    contiguous = unit_stride_last(stage) and stage.shape[-1] % VECTOR_LANES == 0
+    ready = choice[0] == len(stage.shape) - 1 and contiguous  # blocked weights: packed whatever PREFER_SPATIAL says
+    return choice, ready or not (contiguous and default.PREFER_SPATIAL), options

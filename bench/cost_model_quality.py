@@ -13,6 +13,11 @@ Four views, each printed and written to ``--json``:
 * **leave-one-workload-out** — every workload with ≥ ``--min-points`` successes is ranked by a model trained on all
   *other* workloads: how the model ranks a kernel it has never seen (the start of a tune).
 * **leave-one-database-out** — the same with every database held out in turn (its workloads removed from training).
+* **random** (``--random N``; measures on this machine) — N schedules per workload drawn with the tuner's own
+  sampler (:meth:`ScheduleSpace.sample`) that no database holds, measured ``--random-rounds`` times interleaved,
+  ranked by a model trained on *every* database measurement: how the model ranks the space at large, rather than
+  the neighbourhood of the best points where a tune spends its trials (there the latencies lie close together and
+  measurement noise bounds any model's τ, see **noise**). The rounds' agreement with each other is printed too.
 * **noise** — how far measurements themselves agree (:func:`noise_reference`): back-to-back repeats, and the τ a
   perfect model would reach when latencies move as much as re-measured points did (the ``repeats`` table).
 
@@ -182,6 +187,60 @@ def noise_reference(pairs: list, ratios: list[float], seeds: int, holdout: float
     return out
 
 
+def random_view(pairs: list, n: int, rounds: int, k: int, model_args: dict, seed: int = 0,
+                builder=None, runner=None, target: str | None = None) -> dict:
+    """Measure ``n`` fresh sampled points per workload of ``pairs`` (``rounds`` interleaved rounds, median kept) and
+    rank them with a model trained on all of ``pairs``. Workloads of another target than ``target`` (canonical
+    text; default this CPU's) are skipped: they cannot be measured here."""
+    from scipy.stats import kendalltau
+
+    from schedules.cost_model import create, ranking_quality
+    from schedules.measure import MeasureInput, MeasureResult
+    from schedules.space import DEFAULT_SCHEDULE, space_for
+    from schedules.tuner import remeasure
+    from schedules.workload import target_key
+
+    host = target_key() if target is None else target
+    rng = random.Random(seed)
+    measured: dict = {}
+    for inp, _ in pairs:
+        measured.setdefault(inp.workload.key, (inp.workload, set()))[1].add(inp.point)
+    inputs, results, agree, skipped = [], [], [], []
+    for key, (w, seen) in measured.items():
+        if w.target != host:
+            skipped.append(w.name)
+            continue
+        space, fresh = space_for(w), []
+        for _ in range(50 * n):
+            p = space.sample(rng)
+            if p not in seen and p not in fresh and p != DEFAULT_SCHEDULE:
+                fresh.append(p)
+            if len(fresh) == n:
+                break
+        lats = remeasure(w, fresh, rounds, runner, builder)
+        done = {p: v for p, v in lats.items() if len(v) == rounds}
+        for p, v in done.items():
+            inputs.append(MeasureInput(w, p))
+            results.append(MeasureResult(key, p, float(np.median(v)), tuple(v)))
+        if rounds >= 2 and len(done) >= 3:
+            agree.append(kendalltau([v[0] for v in done.values()], [v[1] for v in done.values()]).statistic)
+        print(f"  random: {w.name[:60]} {len(done)}/{len(fresh)} measured", flush=True)
+    model = create("xgb", seed=seed, **model_args)
+    model.update([i for i, _ in pairs], [r for _, r in pairs])
+    out = ranking_quality(model, inputs, results, k)
+    out.update(per_workload_points=n, rounds=rounds, train=len(pairs), skipped_other_target=skipped,
+               rounds_agree_tau_mean=float(np.nanmean(agree)) if agree else float("nan"))
+    return out
+
+
+def random_line(r: dict) -> str:
+    return (f"random held-out schedules ({r['measurements']} measured, {r['per_workload_points']} sampled per "
+            f"workload, {r['workloads']} wl; model trained on {r['train']} database measurements): tau mean "
+            f"{r['kendall_tau_mean']:.3f}, pooled {r['kendall_tau_pooled']:.3f}; top-{r['k']} recall "
+            f"{r['top_k_recall']:.2f}; the {r['rounds']} measurement rounds agree to tau "
+            f"{r['rounds_agree_tau_mean']:.3f}")
+
+
 def fmt(v: dict) -> str:
     return " ".join(f"{m} {v[m]['mean']:.3f}±{v[m]['std']:.3f}" for m in METRICS)
 
@@ -196,6 +255,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model-args", default="{}", help="JSON keyword arguments of schedules.cost_model.create")
     ap.add_argument("--no-per-db", action="store_true", help="only the all-databases views")
     ap.add_argument("--no-cross", action="store_true", help="skip leave-one-workload/database-out")
+    ap.add_argument("--random", type=int, default=0, metavar="N",
+                    help="also measure N fresh sampled schedules per workload here and rank them (the random view)")
+    ap.add_argument("--random-rounds", type=int, default=2, help="interleaved measurements of each random point")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     model_args = json.loads(args.model_args)
@@ -236,6 +298,9 @@ def main(argv=None) -> int:
     print(f"noise: back-to-back repeats agree to tau {ref['back_to_back_tau_mean']:.3f}; {len(ratios)} re-measured "
           f"points moved by median {ref['remeasured_abs_log2_median']:.2f} log2; a perfect model would reach tau "
           f"~{ref.get('remeasured_ceiling_tau_mean', float('nan')):.3f} on these splits", flush=True)
+    if args.random:
+        r = report["random"] = random_view(everything, args.random, args.random_rounds, args.k, model_args)
+        print(random_line(r), flush=True)
     report["wall_s"] = time.perf_counter() - t0
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

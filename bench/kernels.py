@@ -14,7 +14,8 @@ matmul, batched attention Q·Kᵀ) the script
 
 Reported per kernel: latency ratios to MetaSchedule at the largest budget, GFLOP/s, % of the fp32 peak (see
 :func:`fp32_peak`) and the tuning wall time of each tuner. Finally the cost model's ranking quality on held-out
-measurements of the run's databases (:func:`schedules.cost_model.holdout_pairs_quality`).
+measurements of the run's databases (:func:`schedules.cost_model.holdout_pairs_quality`), and on ``--random``
+fresh schedules per kernel that neither the tuner nor the model saw (``bench/cost_model_quality.py``'s random view).
 """
 
 from __future__ import annotations
@@ -346,6 +347,10 @@ def print_table(rows: list[dict], peak: dict, quality: dict | None) -> None:
         print(f"\nCost model on held-out schedules ({quality['train']} train / {quality['test']} test, "
               f"{quality['workloads']} workloads): Kendall tau mean {quality['kendall_tau_mean']:.3f}, "
               f"pooled {quality['kendall_tau_pooled']:.3f}; top-{quality['k']} recall {quality['top_k_recall']:.2f}")
+        if "random" in quality:
+            from bench.cost_model_quality import random_line
+
+            print(random_line(quality["random"]))
 
 
 def main(argv=None) -> int:
@@ -356,6 +361,9 @@ def main(argv=None) -> int:
     ap.add_argument("--kernels", default=None, help="comma-separated kernel names (default: the whole suite)")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default 15, quick 5)")
     ap.add_argument("--workdir", default=None, help="keep databases and MetaSchedule logs here")
+    ap.add_argument("--random", type=int, default=None, metavar="N",
+                    help="fresh sampled schedules per kernel measured to rank with the cost model (default 24, "
+                         "quick 6; 0: off)")
     args = ap.parse_args(argv)
 
     from schedules.measure import LocalBuilder
@@ -371,6 +379,7 @@ def main(argv=None) -> int:
         wanted = args.kernels.split(",")
         suite = tuple(k for k in FULL + QUICK if k.name in wanted)
     rounds = args.rounds or (5 if args.quick else 15)
+    args.random = (6 if args.quick else 24) if args.random is None else args.random
     workdir = args.workdir or tempfile.mkdtemp(prefix="nacos-kernels-")
     os.makedirs(workdir, exist_ok=True)
     peak = fp32_peak(num_threads())
@@ -378,15 +387,21 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     rows = []
     builder, runner = LocalBuilder(), LocalRunner()
+    dbs = [f"{workdir}/{k.name}.db" for k in suite]
     try:
         for k in suite:
             rows.append(bench_kernel(k, trials, workdir, builder, runner, rounds))
             if args.json:  # partial results survive an interrupted run
                 write_json(args.json + ".partial", {"fp32_peak": peak, "trials": trials, "kernels": rows})
+        quality = cost_model_quality(dbs)
+        if args.random:
+            from bench.cost_model_quality import load_pairs, merge, random_view
+
+            pairs = merge([p for db in dbs for p in load_pairs(db)])
+            quality["random"] = random_view(pairs, args.random, 2, quality["k"], {}, builder=builder, runner=runner)
     finally:
         builder.close()
         runner.close()
-    quality = cost_model_quality([f"{workdir}/{k.name}.db" for k in suite])
     for r in rows:
         r["pct_fp32_peak"] = {v: 100 * g / peak["gflops"] for v, g in r["gflops"].items()} if r["conv"] else None
     print_table(rows, peak, quality)

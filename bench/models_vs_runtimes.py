@@ -86,6 +86,7 @@ def bench(name: str, small: bool, trials: int, db: str | None, rounds: int, top:
         "ratio_nacos_over_onnxruntime": med["nacos"] / med["onnxruntime"],
         "ratio_nacos_over_pytorch": med["nacos"] / med["pytorch"],
         "ratio_blocked_over_nchw": med["nacos"] / med["nacos-nchw"] if med.get("nacos-nchw") else None,
+        "ratio_tuned_over_untuned": med["nacos"] / med["nacos-untuned"] if med.get("nacos-untuned") else None,
         "max_abs_err_vs_onnxruntime": {k: v["max_abs_err_vs_onnxruntime"] for k, v in rt.items()},
         "matches": {k: v["matches"] for k, v in rt.items()},
         "threads": r["threads"], "notes": r["notes"], "machine": r["machine"],
@@ -163,10 +164,12 @@ def main() -> None:
         results.append(r)
         layout = (f", blocked/NCHW layout {r['ratio_blocked_over_nchw']:.2f}"
                   if r["ratio_blocked_over_nchw"] is not None else "")
+        tuned = (f", tuned/untuned nacos {r['ratio_tuned_over_untuned']:.2f}"
+                 if r["ratio_tuned_over_untuned"] is not None else "")
         iso = (f"; isolated processes: nacos/ORT {r['isolated_ratio_nacos_over_onnxruntime']:.2f}"
                if "isolated_ratio_nacos_over_onnxruntime" in r else "")
         print(f"{name}: nacos/ORT {r['ratio_nacos_over_onnxruntime']:.2f}, nacos/PyTorch "
-              f"{r['ratio_nacos_over_pytorch']:.2f}{layout}{iso} ({r['seconds']} s)", flush=True)
+              f"{r['ratio_nacos_over_pytorch']:.2f}{layout}{tuned}{iso} ({r['seconds']} s)", flush=True)
     print_results(results, args.top)
     write_json(args.json, {"bench": "models_vs_runtimes", "small": args.small, "trials": args.trials,
                            "command": " ".join(["python"] + sys.argv), "results": results})

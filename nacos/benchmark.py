@@ -226,7 +226,8 @@ def run_bench(model: str, db: str | None = None, trials: int = 0, threads: int |
     """Build every runtime for ``model``, check it against onnxruntime, time them side by side; a JSON-able dict.
 
     ``nchw_too`` adds ``nacos-nchw``: the same model compiled without the blocked layout (tuned for it too when
-    ``trials`` > 0), to show what layout selection is worth.
+    ``trials`` > 0), to show what layout selection is worth. With tuned schedules (``db`` or ``trials``),
+    ``nacos-untuned`` — the same graph with the default schedules — is timed too: what the tuning is worth.
 
     ``isolated`` also times nacos, onnxruntime and PyTorch each in a process of its own, the others stopped
     (:mod:`nacos.bench_isolated`): ``isolated_median_ms`` and ``isolated_ratio_to_onnxruntime`` per runtime.
@@ -264,6 +265,12 @@ def run_bench(model: str, db: str | None = None, trials: int = 0, threads: int |
     nacos_info: dict = {}
     built: dict[str, Callable] = {"nacos": _nacos_runtime(spec, db, trials, nacos_info, say)}
     graph = nacos_info.pop("graph")
+    if nacos_info.get("db"):
+        # the same graph with the default schedules, timed beside the tuned one: what the tuning is worth
+        import nacos
+
+        say("compiling nacos with its default schedules (nacos-untuned)")
+        built["nacos-untuned"] = nacos.compile(graph)
     if nchw_too:
         nchw_info: dict = {}
         built["nacos-nchw"] = _nacos_runtime(spec, db, trials, nchw_info, say, layout="nchw")

@@ -163,7 +163,7 @@ def _apply_reduction(sch: Schedule, shape: KernelShape, p: Point) -> set[str]:
     if fuse_epi:
         out = sch.get_sblock(shape.epilogue[-1])
         sch.reverse_compute_at(out, attach)
-        _vectorize_innermost(sch, out, depth)
+        _vectorize_innermost(sch, out, depth, unroll=p["unroll"] >= 1)
     elif p["acc"] != "none":
         cw = sch.cache_write(block, 0, "local")
         sch.reverse_compute_at(cw, attach)

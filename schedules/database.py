@@ -7,7 +7,11 @@ architecture — finds its measurements here and is never measured twice.
 Each record is committed as soon as it is measured, failures included, in WAL mode: a tune killed at any moment
 loses nothing it had measured, and a rerun picks up every prior measurement. A measurement is never rewritten;
 re-measuring a point (the tuner does so for its best candidates, as a single measurement on a busy machine is
-noisy) adds *repeats*, and the point's ``estimate`` — the median over all its repeats — is what ranks it.
+noisy) adds *repeats*, and the point's ``estimate`` is what ranks it: its first measurement until it is re-measured,
+then the median of the re-measurements alone. The first measurement is what made a candidate look best, so it is
+biased low (the winner's curse: on this shared machine the same kernel's median moved by 10–25 % between
+measurements minutes apart, and the best of hundreds of single measurements is mostly a lucky one); the tuner
+re-measures its finalists side by side with the default, and only those later measurements decide.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ CREATE TABLE IF NOT EXISTS measurements (
     costs TEXT NOT NULL,       -- JSON list: seconds of each repeat
     error TEXT,
     build_s REAL, run_s REAL, runner TEXT, created REAL NOT NULL,
-    estimate REAL,             -- median over these costs and every later repeat (see Database.refine)
+    estimate REAL,             -- the latency until re-measured, then the repeats' median (Database.refine)
     UNIQUE (workload, point));
 CREATE INDEX IF NOT EXISTS measurements_best ON measurements (workload, estimate);
 CREATE TABLE IF NOT EXISTS repeats (
@@ -96,8 +100,9 @@ class Database:
             return None
         self._conn.execute("INSERT INTO repeats (workload, point, costs, created) VALUES (?, ?, ?, ?)",
                            (r.workload_key, point, json.dumps([float(c) for c in r.costs]), float(r.created)))
-        costs = self._costs(r.workload_key, point, json.loads(row[0]))
-        estimate = float(statistics.median(costs))
+        first = json.loads(row[0])
+        repeats = self._costs(r.workload_key, point, first)[len(first):]
+        estimate = float(statistics.median(repeats))  # the first measurement left out: see the module docstring
         self._conn.execute("UPDATE measurements SET estimate = ? WHERE workload = ? AND point = ?",
                            (estimate, r.workload_key, point))
         self._conn.commit()

@@ -17,6 +17,7 @@ Every step is tried on a copy of the schedule and skipped if TVM rejects it, so 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from schedules.tvm_env import tvm, vector_lanes
@@ -379,14 +380,25 @@ def schedule_rowwise(sch: Schedule) -> None:
         sch.decompose_reduction(b, sch.get_loops(b)[1])
 
 
-def _vectorize_innermost(sch: Schedule, block, below: int) -> None:
-    """Vectorize the block's innermost loop if it is nested deeper than ``below`` loops (the shared outer nest)."""
+EPILOGUE_UNROLL = 16  # most vector rows of a fused epilogue's tile unrolled (see _vectorize_innermost)
+
+
+def _vectorize_innermost(sch: Schedule, block, below: int, unroll: bool = False) -> None:
+    """Vectorize the block's innermost loop if it is nested deeper than ``below`` loops (the shared outer nest).
+    With ``unroll``, also unroll the loops between (up to :data:`EPILOGUE_UNROLL` rows): a fused epilogue's
+    activation is a long dependent chain per vector (SiLU's exp polynomial and division: ~25 operations), and
+    only unrolled rows let the core overlap the chains (in ad-hoc side-by-side timings most of MobileViT-XXS's
+    SiLU kernels ran a few per cent faster, up to 14 %; none was more than 3 % slower)."""
     loops = sch.get_loops(block)
     if len(loops) <= below:
         return
     ext = _extents(sch, [loops[-1]])[0]
     if 1 < ext <= 64:
         sch.vectorize(loops[-1])
+    rows = loops[below:-1]
+    if unroll and rows and math.prod(_extents(sch, rows)) <= EPILOGUE_UNROLL:
+        for lp in rows:
+            sch.unroll(lp)
 
 
 def _block_extents(sch: Schedule, block) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -469,7 +481,7 @@ def default_schedule(func, hint: MainHint | None = None, strategy: str = "auto")
             def epilogue(s2, blk, fused, depth):
                 out = s2.get_sblock(after[-1])
                 s2.reverse_compute_at(out, fused)
-                _vectorize_innermost(s2, out, depth)
+                _vectorize_innermost(s2, out, depth, unroll=True)
             tile_main(s, main_block, epilogue)
 
         def alone(s: Schedule) -> None:

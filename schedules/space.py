@@ -13,7 +13,8 @@ extents, producers, epilogue); :class:`ScheduleSpace` turns that into knobs:
 ``par``          parallelize the fused outer spatial loops
 ``fuse_last``    1: the last axis' outer loop joins that fused loop · 0: it stays a loop of its own inside it
 ``vec``          vectorize the innermost register-tile loop (innermost spatial axis)
-``unroll``       0 none · 1 unroll the other register-tile loops · 2 also the inner reduction loops
+``unroll``       0 none · 1 unroll the other register-tile loops (and a fused epilogue's rows) · 2 also the inner
+                 reduction loops
 ``auto_unroll``  ``pragma_auto_unroll_max_step`` on the outer loop (0 = off)
 ``epi``          epilogue (bias, activation, …) ``fuse``-d into the tile (reverse_compute_at) or at ``root``
 ``pad``          producers (padding) at ``root``, computed ``at`` the outer loop, or ``inline``-d

@@ -10,6 +10,11 @@ Tasks are picked by their estimated gain on the whole model's latency: weight (k
 are still improving, get the trials. Trial budgets count measurements already in the database, so a rerun of an
 interrupted tune continues where it stopped. Best candidates are re-measured (``validate``): on a shared machine
 the best of many single measurements is mostly luck.
+
+Workloads whose main stage has the same loops (one conv shape with different epilogues, or with and without a
+residual add: ResNet-18 has 16 3×3-conv workloads but 8 loop shapes) are one *family*: a task's proposals start
+from its siblings' best points too, mapped into its own space, so a schedule found for one is tried on the others
+without being rediscovered trial by trial.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class Task:
     rounds: int = 0
     new: int = 0
     dead: bool = False                             # nothing left to propose, or the workload cannot be built
+    # other tasks of the same family (see :func:`family`); not compared: they point back at this one
+    siblings: list = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.space = self.space or space_for(self.workload)
@@ -72,6 +79,25 @@ class Task:
         return self.measured.get(self.space.default()) if self._exact else None
 
 
+    def transfers(self) -> list[Point]:
+        """The siblings' best points as points of this space (knobs it lacks dropped, the rest repaired)."""
+        out = []
+        for s in self.siblings:
+            best = s.best
+            if best and best[0] != DEFAULT_SCHEDULE:
+                p = self.space.repair(best[0])
+                if p not in out:
+                    out.append(p)
+        return out
+
+
+def family(space: ScheduleSpace) -> tuple:
+    """What makes one workload's schedule meaningful for another: the main stage's kind and loop extents, and
+    which axes carry the vector lanes (packed constant, weight blocks, a blocked layout's lanes)."""
+    s = space.shape
+    return (s.kind, s.spatial, s.reduce, s.packed[0] if s.packed else None, s.block_axis, s.lanes_ready, s.rowwise)
+
+
 @dataclass(frozen=True)
 class TuneResult:
     """What a tune found for one workload (latencies in seconds; None when nothing ran successfully)."""
@@ -98,10 +124,13 @@ class EvolutionarySearch:
         space, rng, seen = task.space, self.rng, set(task.measured)
         # the default schedule first: a tune never ends worse than the default
         out: list[Point] = [p for p in task.baselines if p not in seen][:n]
+        # then what the family found: unmeasured sibling bests, and (below) mutations of all of them
+        transfers = task.transfers()
+        out += [p for p in transfers if p not in seen and p not in out][: n - len(out)]
         ok = sorted(((lat, p) for p, lat in task.measured.items() if lat is not None), key=lambda t: t[0])
         parents = [p for _, p in ok[: self.elite]]
         # dicts, not sets: insertion order keeps a seeded search reproducible across processes
-        seeds = parents or [space.default()]
+        seeds = parents + [p for p in transfers if p not in parents] or [space.default()]
         half = self.population // 2  # neighbours of the best so far, and fresh random points
         pop = dict.fromkeys(parents + [space.mutate(rng.choice(seeds), rng) for _ in range(half)]
                             + [space.sample(rng) for _ in range(self.population - half)])
@@ -145,6 +174,11 @@ class TaskScheduler:
         self.validate = validate
         self.model, self.strategy, self.batch_size = cost_model, strategy, batch_size
         self.progress = progress or TuneProgress(enabled=False)
+        families: dict[tuple, list[Task]] = {}
+        for t in self.tasks:
+            families.setdefault(family(t.space), []).append(t)
+        for t in self.tasks:
+            t.siblings = [s for s in families[family(t.space)] if s is not t]
         for t in self.tasks:
             db.add_workload(t.workload)
             t.measured = {r.point: (r.latency if r.ok else None) for r in db.records(t.workload)}
@@ -213,12 +247,24 @@ class TaskScheduler:
             if self.validate:
                 for t in self.tasks:
                     if t.new:
-                        top = sorted(((lat, p) for p, lat in t.measured.items() if lat is not None),
-                                     key=lambda x: x[0])[:3]
-                        self._validate(t, [p for _, p in top] + t.baselines)
+                        self._confirm(t)
         finally:
             self.progress.stop()
         return [self.result(t) for t in self.tasks]
+
+    def _confirm(self, task: Task, finalists: int = 3, passes: int = 2) -> None:
+        """Re-measure the best few points and the default side by side, so that the point the compiler will use
+        won on measurements taken together. A re-measured finalist usually comes out slower than its first,
+        lucky measurement and may drop below another unconfirmed point: a second pass re-measures the new
+        finalists together with the first pass's points."""
+        batch: list[Point] = []
+        for _ in range(passes):
+            ranked = sorted(((lat, p) for p, lat in task.measured.items() if lat is not None), key=lambda x: x[0])
+            top = [p for _, p in ranked[:finalists]]
+            if batch and set(top) <= set(batch):
+                break
+            batch = list(dict.fromkeys(top + batch + task.baselines))
+            self._validate(task, batch)
 
     def _validate(self, task: Task, points: Sequence[Point]) -> None:
         """Re-measure successful ``points`` back to back (not counted as trials): a single measurement on a busy
@@ -245,7 +291,8 @@ def tune_tasks(workloads: Sequence[tuple[Workload, int]], trials: int, db: Datab
     """Tune ``(workload, weight)`` pairs with one shared budget of ``trials`` measurements (database included).
 
     With ``validate``, a round's new best and, at the end, the top 3 and the default of every task tuned in this
-    run are re-measured (not counted as trials) so that a lucky measurement does not win."""
+    run are re-measured side by side (not counted as trials; :meth:`TaskScheduler._confirm`) so that a lucky
+    measurement does not win."""
     from schedules.runner import LocalRunner
 
     own_db = not isinstance(db, Database)

@@ -61,6 +61,17 @@ def test_bench_isolated_times_each_runtime_in_its_own_process(tmp_path, capsys):
     assert "isolated" in printed  # the column (its header may wrap in a narrow terminal)
 
 
+def test_tuned_bench_times_the_default_schedules_beside_the_tuned_ones(tmp_path):
+    """With a database, ``nacos-untuned`` (same graph, default schedules) is timed in the same rounds."""
+    out_json = tmp_path / "r.json"
+    code = main(["bench", "small_cnn@32", "--trials", "3", "--db", str(tmp_path / "t.db"), "--no-relax",
+                 "--rounds", "3", "--threads", "1", "--json", str(out_json)])
+    assert code == 0
+    runtimes = json.loads(out_json.read_text())["runtimes"]
+    assert runtimes["nacos-untuned"]["matches"] and runtimes["nacos-untuned"]["median_ms"] > 0
+    assert runtimes["nacos"]["matches"] and runtimes["nacos"]["rounds"] == runtimes["nacos-untuned"]["rounds"]
+
+
 def test_isolated_worker_that_cannot_build_is_a_note_not_a_crash():
     from nacos.bench_isolated import measure_isolated
 

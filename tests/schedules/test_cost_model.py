@@ -210,3 +210,39 @@ def test_cost_model_quality_bench_writes_every_view(tmp_path, capsys):
     assert data["all"]["kendall_tau_mean"]["mean"] > 0.3, data["all"]
     assert data["cross"]["leave_one_workload_out"]["groups"] == 2 and "noise" in data
     assert "leave-one-workload-out" in capsys.readouterr().out
+
+
+def test_cost_model_quality_random_view_measures_only_unseen_points():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from bench.cost_model_quality import random_view
+    from schedules.measure import BuildResult, Builder, Runner
+
+    rng = np.random.default_rng(3)
+
+    class Synthetic(Runner, Builder):
+        """Builds nothing; "measures" the synthetic latency (a new noise draw every time)."""
+        log: list = []
+
+        def build(self, inputs):
+            return [BuildResult(i, artifact="no-such-file", reference="no-such-file") for i in inputs]
+
+        def run(self, builds, callback=None):
+            out = []
+            for b in builds:
+                lat = synthetic_latency(b.input.workload, b.input.point, rng)
+                self.log.append((b.input.workload.key, b.input.point))
+                out.append(MeasureResult(b.input.workload.key, b.input.point, lat, (lat,)))
+            return out
+
+    inputs, results = dataset(120, 0)
+    fake = Synthetic()
+    r = random_view(list(zip(inputs, results)), 12, 2, 5, {}, builder=fake, runner=fake, target="{}")
+    seen = {(i.workload.key, i.point) for i in inputs}
+    assert len(fake.log) == 2 * 2 * 12 and not set(fake.log) & seen  # 2 workloads × 2 rounds × 12 fresh points
+    assert r["measurements"] == 24 and r["workloads"] == 2 and r["rounds_agree_tau_mean"] > 0.5
+    assert r["kendall_tau_mean"] > 0.3, r
+    assert random_view(list(zip(inputs, results)), 4, 2, 5, {}, builder=fake, runner=fake,
+                       target="other")["skipped_other_target"] == [w.name for w in WORKLOADS]

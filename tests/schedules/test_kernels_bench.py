@@ -60,3 +60,5 @@ def test_quick_bench_end_to_end(tmp_path):
     q = data["cost_model"]
     assert {"kendall_tau_mean", "kendall_tau_pooled", "top_k_recall", "train", "test"} <= set(q)
     assert "Kendall tau" in proc.stdout and "GFLOP/s" in proc.stdout
+    assert q["random"]["per_workload_points"] == 6 and q["random"]["measurements"] > 0
+    assert "random held-out schedules" in proc.stdout

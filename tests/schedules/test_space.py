@@ -38,6 +38,9 @@ WORKLOADS = {
     "conv_nchwc": ("conv2d_nchwc", [(1, 2, 6, 8, 8), (4, 2, 3, 3, 8, 8), (4, 8)], {"pads": (1, 1, 1, 1)},
                    ("relu",)),
     "dwconv_nchwc": ("dwconv2d_nchwc", [(1, 2, 8, 8, 8), (2, 3, 3, 8), (2, 8)], {"pads": (1, 1, 1, 1)}, ("relu",)),
+    # a long activation (the fast exp polynomial) fused into the tile, its rows unrolled
+    "conv_nchwc_sigmoid": ("conv2d_nchwc", [(1, 2, 6, 8, 8), (4, 2, 3, 3, 8, 8), (4, 8)], {"pads": (1, 1, 1, 1)},
+                           ("sigmoid",)),
 }
 POINTS_PER_WORKLOAD = 2
 
@@ -143,6 +146,19 @@ def test_blocked_conv_tiles_several_output_channel_blocks():
     # 7 columns: no (blocks × columns) tile divides, so one block and a 7-wide row
     assert packed_tile((1, 4, 7, 7, 8), 4, (1, 3, 4), 1) == {4: 8, 3: 7}
     assert packed_tile((1, 4, 7, 14, 8), 4, (1, 3, 4), 1) == {4: 8, 1: 4, 3: 2}
+
+
+def test_fused_epilogue_rows_are_unrolled():
+    """Each vector row of the tile carries a long dependent chain (sigmoid's exp): unrolled rows overlap."""
+    w = workload("conv_nchwc_sigmoid")
+    func, hint = w.lower()
+    space = space_for(w)
+    for sch, unrolled in ((default_schedule(func, hint), True), (space.apply(func, space.default()), True),
+                          (space.apply(func, space.default().replace(unroll=0)), False)):
+        out = sch.get_child_blocks(sch.get_sblock("root"))[-1]
+        kinds = [tvm.tirx.ForKind(int(sch.get(lp).kind)) for lp in sch.get_loops(out)]
+        assert kinds[-1] == tvm.tirx.ForKind.VECTORIZED, kinds
+        assert (tvm.tirx.ForKind.UNROLLED in kinds[:-1]) == unrolled, kinds
 
 
 @pytest.mark.parametrize("name", ["softmax_rows", "layernorm"])

@@ -12,7 +12,7 @@ interrupted tune continues where it stopped. Best candidates are re-measured (``
 the best of many single measurements is mostly luck.
 
 Workloads whose main stage has the same loops (one conv shape with different epilogues, or with and without a
-residual add: ResNet-18 has 16 3×3-conv workloads but 8 loop shapes) are one *family*: a task's proposals start
+residual add: ResNet-18's 3×3 convs are 14 workloads of 7 loop shapes) are one *family*: a task's proposals start
 from its siblings' best points too, mapped into its own space, so a schedule found for one is tried on the others
 without being rediscovered trial by trial.
 """
@@ -77,7 +77,6 @@ class Task:
         if self._exact is None and self.space.default() in self.measured:
             self._exact = default_matches(self.workload)
         return self.measured.get(self.space.default()) if self._exact else None
-
 
     def transfers(self) -> list[Point]:
         """The siblings' best points as points of this space (knobs it lacks dropped, the rest repaired)."""
@@ -268,7 +267,8 @@ class TaskScheduler:
 
     def _validate(self, task: Task, points: Sequence[Point]) -> None:
         """Re-measure successful ``points`` back to back (not counted as trials): a single measurement on a busy
-        machine is noisy, and the best of many noisy measurements is biased low. Estimates absorb the repeats."""
+        machine is noisy, and the best of many noisy measurements is biased low. A re-measured point is ranked by its
+        re-measurements alone (:meth:`Database.refine`)."""
         points = [p for p in dict.fromkeys(points) if task.measured.get(p) is not None]
         if len(points) < 2:
             return

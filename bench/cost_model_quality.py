@@ -188,10 +188,11 @@ def noise_reference(pairs: list, ratios: list[float], seeds: int, holdout: float
 
 
 def random_view(pairs: list, n: int, rounds: int, k: int, model_args: dict, seed: int = 0,
-                builder=None, runner=None, target: str | None = None) -> dict:
+                builder=None, runner=None, target: str | None = None, save: str | None = None) -> dict:
     """Measure ``n`` fresh sampled points per workload of ``pairs`` (``rounds`` interleaved rounds, median kept) and
     rank them with a model trained on all of ``pairs``. Workloads of another target than ``target`` (canonical
-    text; default this CPU's) are skipped: they cannot be measured here."""
+    text; default this CPU's) are skipped: they cannot be measured here. ``save``: a database file the random
+    measurements are also written to (a test set to evaluate other models on later, without measuring again)."""
     from scipy.stats import kendalltau
 
     from schedules.cost_model import create, ranking_quality
@@ -225,6 +226,13 @@ def random_view(pairs: list, n: int, rounds: int, k: int, model_args: dict, seed
         if rounds >= 2 and len(done) >= 3:
             agree.append(kendalltau([v[0] for v in done.values()], [v[1] for v in done.values()]).statistic)
         print(f"  random: {w.name[:60]} {len(done)}/{len(fresh)} measured", flush=True)
+    if save:
+        from schedules.database import Database
+
+        with Database(save) as db:
+            for i, r in zip(inputs, results):
+                db.add_workload(i.workload)
+                db.add(r)
     model = create("xgb", seed=seed, **model_args)
     model.update([i for i, _ in pairs], [r for _, r in pairs])
     out = ranking_quality(model, inputs, results, k)
@@ -258,6 +266,7 @@ def main(argv=None) -> int:
     ap.add_argument("--random", type=int, default=0, metavar="N",
                     help="also measure N fresh sampled schedules per workload here and rank them (the random view)")
     ap.add_argument("--random-rounds", type=int, default=2, help="interleaved measurements of each random point")
+    ap.add_argument("--random-db", default=None, help="also write the random view's measurements to this database")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     model_args = json.loads(args.model_args)
@@ -299,7 +308,8 @@ def main(argv=None) -> int:
           f"points moved by median {ref['remeasured_abs_log2_median']:.2f} log2; a perfect model would reach tau "
           f"~{ref.get('remeasured_ceiling_tau_mean', float('nan')):.3f} on these splits", flush=True)
     if args.random:
-        r = report["random"] = random_view(everything, args.random, args.random_rounds, args.k, model_args)
+        r = report["random"] = random_view(everything, args.random, args.random_rounds, args.k, model_args,
+                                           save=args.random_db)
         print(random_line(r), flush=True)
     report["wall_s"] = time.perf_counter() - t0
     if args.json:

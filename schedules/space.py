@@ -172,10 +172,10 @@ class ScheduleSpace:
             default_tile[-1] = _divisor(ext[-1]) if ext[-1] >= 4 else 1
             cands = [a for a in sh.reuse_axes if a < n - 1 and ext[a] > 1]
             if cands and sh.lanes_ready:  # row_tile: the innermost reuse axis, as wide as the registers allow
-                default_tile[max(cands)] = _tile_width(ext[max(cands)])
+                default_tile[max(cands)] = _tile_width(ext[max(cands)], default_tile[-1])
             elif cands:
                 a = max(cands, key=lambda a: ext[a])
-                default_tile[a] = next((f for f in (8, 4, 2) if ext[a] % f == 0), 1)
+                default_tile[a] = _default.row_factor(ext[a], default_tile[-1])
         # small windows (depthwise, pooling): schedules.default leaves the tile to LLVM ("light"), except on a
         # blocked layout's lane axis, where it tiles them and reads through the padding
         small = math.prod(sh.reduce) <= _default.SMALL_REDUCTION

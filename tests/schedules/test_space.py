@@ -183,3 +183,14 @@ def test_row_wise_kernels_get_one_parallel_loop_over_rows(name):
 def test_softmax_over_an_inner_axis_is_not_row_wise():
     w = workload_from_op("softmax", [(2, 5, 8)], {"axis": 1})
     assert not space_for(w).shape.rowwise
+
+
+def test_register_tile_of_two_vector_rows_stays_within_the_accumulator_registers():
+    """Rows of 16 lanes are two AVX2 vectors each: 8 of them would fill all 16 registers with accumulators."""
+    from schedules.default import ACC_REGISTERS, VECTOR_LANES
+
+    w = workload_from_op("matmul", [(128, 128), (128, 128)], constant_weights=False)
+    d = space_for(w).default()
+    rows, lanes = d["s0"][1], d["s1"][1]
+    assert lanes == 2 * VECTOR_LANES and rows * 2 <= ACC_REGISTERS and rows >= 4
+    assert default_matches(w)

@@ -187,21 +187,14 @@ def noise_reference(pairs: list, ratios: list[float], seeds: int, holdout: float
     return out
 
 
-def random_view(pairs: list, n: int, rounds: int, k: int, model_args: dict, seed: int = 0,
-                builder=None, runner=None, target: str | None = None, save: str | None = None) -> dict:
-    """Measure ``n`` fresh sampled points per workload of ``pairs`` (``rounds`` interleaved rounds, median kept) and
-    rank them with a model trained on all of ``pairs``. Workloads of another target than ``target`` (canonical
-    text; default this CPU's) are skipped: they cannot be measured here. ``save``: a database file the random
-    measurements are also written to (a test set to evaluate other models on later, without measuring again)."""
+def _measure_random(pairs: list, n: int, rounds: int, seed: int, host: str, builder, runner):
+    """(inputs, results, per-workload τ between the first two rounds, skipped workload names) of the random view."""
     from scipy.stats import kendalltau
 
-    from schedules.cost_model import create, ranking_quality
     from schedules.measure import MeasureInput, MeasureResult
     from schedules.space import DEFAULT_SCHEDULE, space_for
     from schedules.tuner import remeasure
-    from schedules.workload import target_key
 
-    host = target_key() if target is None else target
     rng = random.Random(seed)
     measured: dict = {}
     for inp, _ in pairs:
@@ -226,6 +219,32 @@ def random_view(pairs: list, n: int, rounds: int, k: int, model_args: dict, seed
         if rounds >= 2 and len(done) >= 3:
             agree.append(kendalltau([v[0] for v in done.values()], [v[1] for v in done.values()]).statistic)
         print(f"  random: {w.name[:60]} {len(done)}/{len(fresh)} measured", flush=True)
+    return inputs, results, agree, skipped
+
+
+def random_view(pairs: list, n: int, rounds: int, k: int, model_args: dict, seed: int = 0,
+                builder=None, runner=None, target: str | None = None, save: str | None = None) -> dict:
+    """Measure ``n`` fresh sampled points per workload of ``pairs`` (``rounds`` interleaved rounds, median kept) and
+    rank them with a model trained on all of ``pairs``. Workloads of another target than ``target`` (canonical
+    text; default this CPU's) are skipped: they cannot be measured here. ``save``: a database file the random
+    measurements are also written to (a test set to evaluate other models on later, without measuring again)."""
+    from schedules.cost_model import create, ranking_quality
+    from schedules.workload import target_key
+
+    host = target_key() if target is None else target
+    own = builder is None, runner is None
+    if any(own):  # one set of workers for every workload, not one per remeasure call
+        from schedules.measure import LocalBuilder
+        from schedules.runner import LocalRunner
+
+        builder, runner = builder or LocalBuilder(), runner or LocalRunner()
+    try:
+        inputs, results, agree, skipped = _measure_random(pairs, n, rounds, seed, host, builder, runner)
+    finally:
+        if own[0]:
+            builder.close()
+        if own[1]:
+            runner.close()
     if save:
         from schedules.database import Database
 

@@ -9,9 +9,10 @@ loses nothing it had measured, and a rerun picks up every prior measurement. A m
 re-measuring a point (the tuner does so for its best candidates, as a single measurement on a busy machine is
 noisy) adds *repeats*, and the point's ``estimate`` is what ranks it: its first measurement until it is re-measured,
 then the median of the re-measurements alone. The first measurement is what made a candidate look best, so it is
-biased low (the winner's curse: on this shared machine the same kernel's median moved by 10–25 % between
-measurements minutes apart, and the best of hundreds of single measurements is mostly a lucky one); the tuner
-re-measures its finalists side by side with the default, and only those later measurements decide.
+biased low (the winner's curse: on this shared machine re-measured points moved by a median of 10–17 % between
+measurements minutes apart, 0.14–0.22 log2 in bench/cost_model_quality.py's noise view, and the best of hundreds
+of single measurements is mostly a lucky one); the tuner re-measures its finalists side by side with the default,
+and only those later measurements decide.
 """
 
 from __future__ import annotations

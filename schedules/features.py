@@ -42,6 +42,8 @@ FEATURE_NAMES = (
     "lane_util", "log_vec_instr", "log_par_per_core", "par_short", "acc_reg_ratio", "acc_over_regs",
     "rin_contiguous", "rin_strided", "log_rin_stride", "log_reg_bytes_per_flop", "unrolled_over_64",
     "log_inner_trip", "over_l3_task", "pad_root", "log_serial_iters", "est_log_cycles",
+    # iterations computed past the edge by ragged register tiles (fraction of the output)
+    "tile_waste",
 )
 INDEX = {n: k for k, n in enumerate(FEATURE_NAMES)}
 
@@ -81,7 +83,8 @@ def _reduction_features(f: dict, sh: KernelShape, p: Point, lanes: int, cores: i
     vaxis = sh.packed[0] if packed else n - 1
     mids = [p[f"s{i}"][0] for i in range(n)]
     tiles = [p[f"s{i}"][1] for i in range(n)]
-    outers = [e // (m * t) for e, m, t in zip(sh.spatial, mids, tiles)]
+    outers = [-(-e // (m * t)) for e, m, t in zip(sh.spatial, mids, tiles)]  # ragged tiles: the last one partial
+    f["tile_waste"] = math.prod(o * m * t for o, m, t in zip(outers, mids, tiles)) / math.prod(sh.spatial) - 1.0
     rin = [p[f"r{j}"] for j in range(nr)]
     rout = [e // r for e, r in zip(sh.reduce, rin)]
     order, acc = p["order"], p["acc"]
@@ -148,7 +151,7 @@ def _derived(f: dict, sh: KernelShape, tiles, rin, vec_w: int, lanes: int, par_e
         f["log_reg_bytes_per_flop"] = math.log2(max(nbytes / (2.0 * math.prod(tiles)), 1e-3))
     f["over_l3_task"] = float(2 ** f.get("log_bytes_task", 0.0) > L3_BYTES)
     # cycles ≈ vector FMAs / (pipes × cores), doubled when the accumulators spill, plus a load term
-    cycles = vec_instr / (FMA_PIPES * max(cores_used, 1.0))
+    cycles = vec_instr * (1.0 + f.get("tile_waste", 0.0)) / (FMA_PIPES * max(cores_used, 1.0))
     if vregs > VREGS - 2:
         cycles *= 1 + (vregs - VREGS + 2) / VREGS
     cycles *= 1 + 0.25 * 2 ** f.get("log_reg_bytes_per_flop", 0.0)

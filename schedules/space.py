@@ -4,7 +4,8 @@
 extents, producers, epilogue); :class:`ScheduleSpace` turns that into knobs:
 
 ===============  =============================================================================================
-``s{i}``         spatial axis i → ``(mid, inner)``: 3-level tiling outer·mid·inner (inner = register tile)
+``s{i}``         spatial axis i → ``(mid, inner)``: 3-level tiling outer·mid·inner (inner = register tile); a few
+                 inner factors that do not divide the axis (:data:`RAGGED_INNER`, mid 1) give a ragged last tile
 ``r{j}``         reduction axis j → inner factor (2-level tiling; 1 = not split)
 ``order``        ``MR``: outer mid r_outer r_inner inner · ``RM``: outer r_outer mid r_inner inner ·
                  ``RRM``: outer r_outer r_inner mid inner (the register tile is always innermost)
@@ -34,7 +35,8 @@ neighbouring kernels exchange) is chosen for the whole graph before kernels are 
 here, with the lane axis already contiguous.
 
 A point is plain hashable data (:class:`Point`); :meth:`ScheduleSpace.repair` maps any point to a valid one
-(factors that divide, register tiles and unrolled bodies of bounded size, attach points that exist), so search
+(factors that divide or are ragged as allowed, register tiles and unrolled bodies of bounded size, attach
+points that exist), so search
 operators can mutate and cross over freely. The default point issues :mod:`schedules.default`'s primitives; as
 default.py evolves, the reserved :data:`DEFAULT_SCHEDULE` point (which *is* ``default_schedule``) keeps tuning
 from ever ending worse than the default.
@@ -56,6 +58,8 @@ from schedules.kernel import Access, KernelShape, kernel_shape  # noqa: F401  (r
 MAX_TILE = 64             # largest inner or mid factor
 MAX_ACC_ELEMS = 4096      # local accumulator tile (16 KB of fp32; bigger ones took LLVM up to a minute)
 MAX_UNROLLED = 256        # explicitly unrolled statements (LLVM compile time grows with it)
+RAGGED_INNER = (3, 4)     # register-tile factors allowed where they do not divide the axis (mid 1, last tile
+                          # under a predicate): 7- and 14-column rows, see schedules.default.RAGGED_TILE
 
 
 # ---- points --------------------------------------------------------------------------------------------------
@@ -186,7 +190,8 @@ class ScheduleSpace:
         knobs = []
         for i, e in enumerate(ext):
             pairs = tuple((m, t) for t in divisors(e, MAX_TILE) for m in divisors(e // t, MAX_TILE))
-            knobs.append(Knob(f"s{i}", pairs, (1, default_tile[i])))
+            ragged = tuple((1, t) for t in RAGGED_INNER if t < e and e % t)
+            knobs.append(Knob(f"s{i}", pairs + ragged, (1, default_tile[i])))
         for j, e in enumerate(sh.reduce):
             knobs.append(Knob(f"r{j}", divisors(e), 1))
         work = math.prod(ext) * math.prod(sh.reduce)
@@ -291,6 +296,10 @@ class ScheduleSpace:
             if v[f"s{vaxis}"][1] == 1:
                 v["layout"] = "plain"
                 vaxis = self.vector_axis(Point.of(v))
+        vext = self.shape.spatial[vaxis]
+        if vext % v[f"s{vaxis}"][1]:  # vector lanes under a predicate would not vectorize: whole tiles only
+            v[f"s{vaxis}"] = _nearest(v[f"s{vaxis}"], tuple(c for c in self.knobs[f"s{vaxis}"].choices
+                                                             if vext % c[1] == 0))
         mids = [v[f"s{i}"][0] for i in range(n)]
         if v["acc"] == "inner" and (v["order"] != "MR" or max(mids) == 1):
             v["acc"] = "outer"  # "inner" attaches at the innermost mid loop, above every reduction loop

@@ -146,8 +146,9 @@ def _apply_reduction(sch: Schedule, shape: KernelShape, p: Point) -> set[str]:
              "RRM": outer + r_outer + r_inner + mid + tile_loops}[p["order"]]
     if len(order) > 1:
         sch.reorder(*order)
-    attached = p["par"] or p["acc"] != "none" or fuse_epi or p.get("pad") == "at" or p["auto_unroll"]
-    if not attached:  # nothing hangs off the outer loops: leave them as they are
+    # a register tile's outer loops are fused even when nothing hangs off them, as schedules.default does
+    attached = p["par"] or p["acc"] != "none" or fuse_epi or p.get("pad") == "at" or p["auto_unroll"] or tile
+    if not attached:  # nothing hangs off the outer loops (an untiled small window): leave them as they are
         fused, head = None, outer
     elif p.get("fuse_last", 1) or len(outer) == 1:
         fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]

@@ -187,6 +187,9 @@ class ScheduleSpace:
         through_pad = small and sh.lanes_ready
         if light:
             default_tile = [1] * n
+        # as schedules.default._finish_tiled: no epilogue and the lanes along the output's last axis → accumulate
+        # in the output
+        in_output = not sh.epilogue and (not sh.prefer_packed or sh.packed[0] == n - 1)
         knobs = []
         for i, e in enumerate(ext):
             pairs = tuple((m, t) for t in divisors(e, MAX_TILE) for m in divisors(e // t, MAX_TILE))
@@ -196,7 +199,7 @@ class ScheduleSpace:
             knobs.append(Knob(f"r{j}", divisors(e), 1))
         work = math.prod(ext) * math.prod(sh.reduce)
         knobs += [Knob("fuse_last", (1, 0), 0 if light and n > 1 else 1), Knob("order", ("MR", "RM", "RRM"), "MR"),
-                  Knob("acc", ("outer", "inner", "none"), "none" if light else "outer"),
+                  Knob("acc", ("outer", "inner", "none"), "none" if light or in_output else "outer"),
                   Knob("par", (0, 1), int(work >= PARALLEL_MIN_WORK)), Knob("vec", (0, 1), 0 if light else 1),
                   Knob("unroll", (0, 1, 2), 0 if light else 1), Knob("auto_unroll", (0, 16, 64), 0)]
         if sh.epilogue:

@@ -219,3 +219,14 @@ def test_register_tile_of_two_vector_rows_stays_within_the_accumulator_registers
     rows, lanes = d["s0"][1], d["s1"][1]
     assert lanes == 2 * VECTOR_LANES and rows * 2 <= ACC_REGISTERS and rows >= 4
     assert default_matches(w)
+
+
+def test_epilogue_free_tiles_accumulate_in_the_output():
+    """No epilogue and lanes along the output's last axis: no local accumulator to copy out after each tile.
+    An epilogue reads a local one; lanes across a strided output axis (NCHW channels) need one to transpose."""
+    for name, local in (("matmul", False), ("conv_nchwc", True), ("conv_s2", True)):
+        w = workload(name)
+        func, hint = w.lower()
+        script = default_schedule(func, hint).mod.script()
+        assert ('scope="local"' in script) == local, name
+        assert (space_for(w).default()["acc"] == "none") != local, name

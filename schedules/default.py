@@ -196,8 +196,15 @@ def schedule_reduction(sch: Schedule, block, reuse_axes: tuple[int, ...] = (), e
 def _finish_tiled(sch: Schedule, block, outer_loops, reduce, tile, epilogue, in_output: bool = True) -> None:
     """Reduction loops outside the register tile, outer loops fused (parallel), accumulators in the output itself
     when ``in_output`` (the vector lanes run along its contiguous last axis) and no epilogue reads them, else in a
-    local buffer."""
-    sch.reorder(*outer_loops, *reduce, *[lp for _, lp in tile])
+    local buffer. Accumulating in the output, the innermost reduction loop is split into unrolled steps of
+    :data:`REDUCTION_UNROLL` when it divides."""
+    r_inner = []
+    if epilogue is None and in_output and reduce:
+        ext = _extents(sch, reduce[-1:])[0]
+        if ext % REDUCTION_UNROLL == 0 and ext > REDUCTION_UNROLL:
+            o, i = sch.split(reduce[-1], [None, REDUCTION_UNROLL])
+            reduce, r_inner = [*reduce[:-1], o], [i]
+    sch.reorder(*outer_loops, *reduce, *r_inner, *[lp for _, lp in tile])
     fused = sch.fuse(*outer_loops) if len(outer_loops) > 1 else outer_loops[0]
     depth = len(sch.get_loops(block)) - len(reduce) - len(tile)  # loops shared with the epilogue
     if _work(sch, block) >= PARALLEL_MIN_WORK:
@@ -216,9 +223,17 @@ def _finish_tiled(sch: Schedule, block, outer_loops, reduce, tile, epilogue, in_
             sch.vectorize(lp)
         else:
             sch.unroll(lp)
+    for lp in r_inner:
+        sch.unroll(lp)
     if reduce:
         # after the loop annotations: the decomposed update block no longer counts as a reduction block
         sch.decompose_reduction(block, reduce[0])
+
+
+# reduction steps unrolled around a tile that accumulates in the output. Against the rolled loop, timed side by
+# side (2 threads): a 128×128 matmul 1.09× and 1.6× as fast in two runs, MobileViT-XXS's 16×16·16×24 matmul
+# 1.21×, its other matmuls and the kernel suite's attention matmul level (within 2 %)
+REDUCTION_UNROLL = 8
 
 
 def _vectors(lanes: int) -> int:

@@ -230,3 +230,12 @@ def test_epilogue_free_tiles_accumulate_in_the_output():
         script = default_schedule(func, hint).mod.script()
         assert ('scope="local"' in script) == local, name
         assert (space_for(w).default()["acc"] == "none") != local, name
+    # accumulating in the output, the 32-long reduction runs in unrolled steps of 8
+    space = space_for(workload("matmul"))
+    assert space.shape.reduce == (32,) and (space.default()["r0"], space.default()["unroll"]) == (8, 2)
+    func, hint = workload("matmul").lower()
+    sch = default_schedule(func, hint)
+    update = next(b for b in sch.get_child_blocks(sch.get_sblock("root")) if "update" in sch.get(b).name_hint)
+    loops = [sch.get(lp) for lp in sch.get_loops(update)]
+    k_inner = next(lp for lp in loops if int(lp.extent) == 8 and lp.kind == tvm.tirx.ForKind.UNROLLED)
+    assert k_inner is not None

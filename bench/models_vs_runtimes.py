@@ -8,7 +8,9 @@ are built from the same ONNX export (PyTorch runs the module itself), checked ag
 per runtime), and timed side by side in interleaved rounds in this one process (:func:`nacos.benchmark.run_bench`,
 TVM Relax left out). nacos uses default schedules, or with ``--trials N`` first tunes up to N measurements per
 model into ``--db`` (a temporary database without it). Then :func:`nacos.profile.profile` times every nacos
-kernel alone: the top kernels by share of the summed kernel time with their GFLOP/s, and the shares by op kind.
+kernel alone: the top kernels by share of the summed kernel time with their GFLOP/s, and the shares by op kind;
+:func:`nacos.profile.in_situ` times the same kernels inside whole-model calls, which splits the gap between the
+whole model and the kernels' sum into time lost inside the kernels (caches) and time between them (the VM).
 Reported: ratios nacos/onnxruntime and nacos/PyTorch (below 1: nacos is faster), never bare times.
 """
 
@@ -38,10 +40,11 @@ def op_kind(graph, kernel) -> str:
 
 
 def profile_model(onnx_bytes: bytes, db: str | None, top: int) -> dict:
+    import numpy as np
     import onnx
 
     import nacos
-    from nacos.profile import profile
+    from nacos.profile import in_situ, profile
 
     from schedules.fusion import kernel_graph
 
@@ -54,6 +57,10 @@ def profile_model(onnx_bytes: bytes, db: str | None, top: int) -> dict:
 
         schedules = Database(db).schedules(graph, layout="nchw")
     kernels = profile(graph, schedules=schedules, layout="nchw")
+    # the same kernels inside whole-model calls: is the time lost in them (caches) or between them (the VM)?
+    compiled = nacos.compile(graph, schedules=schedules, layout="nchw")
+    rng = np.random.default_rng(0)
+    situ = in_situ(compiled, *[rng.standard_normal(s.shape).astype(s.dtype) for s in compiled.inputs])
     total = sum(k.seconds for k in kernels)
     by_op: dict[str, dict] = {}
     for k in kernels:
@@ -64,8 +71,12 @@ def profile_model(onnx_bytes: bytes, db: str | None, top: int) -> dict:
     by_op = {op: {"kernels": r["kernels"], "share": r["seconds"] / total,
                   "gflops": r["flops"] / r["seconds"] / 1e9 if r["seconds"] else 0.0}
              for op, r in sorted(by_op.items(), key=lambda kv: -kv[1]["seconds"])}
+    alone = {k.name: k.seconds for k in kernels}
     return {"kernels": len(kernels), "sum_kernels_ms": total * 1e3, "by_op": by_op,
-            "top": [dict(k.as_dict(), kind=op_kind(graph, k)) for k in kernels[:top]]}
+            "top": [dict(k.as_dict(), kind=op_kind(graph, k), in_situ_ms=situ.per_kernel.get(k.name, 0.0) * 1e3)
+                    for k in kernels[:top]],
+            "in_situ": dict(situ.as_dict(), kernels_over_alone=situ.kernels / total if total else None,
+                            matched=sum(n in alone for n in situ.per_kernel))}
 
 
 def bench(name: str, small: bool, trials: int, db: str | None, rounds: int, top: int, threads: int | None,
@@ -125,12 +136,19 @@ def print_results(results: list[dict], top: int) -> None:
         p = r["profile"]
         k = Table(title=f"{r['model']}: top {top} of {p['kernels']} nacos kernels (each timed alone; whole model = "
                         f"{p['whole_model_over_sum_of_kernels']:.2f}× their sum)")
-        for col in ("kernel", "kind", "output", "share", "GFLOP/s", "tuned"):  # share: of the summed kernel time
-            k.add_column(col, justify="left" if col in ("kernel", "kind") else "right")
+        for col in ("kernel", "kind", "output", "share", "GFLOP/s", "in model / alone", "tuned"):
+            k.add_column(col, justify="left" if col in ("kernel", "kind") else "right")  # share: of the kernels' sum
         for row in p["top"]:
             k.add_row(row["name"][:40], row["kind"], "×".join(map(str, row["output_shape"])),
-                      f"{row['share']:.1%}", f"{row['gflops']:.1f}", "yes" if row["tuned"] else "")
+                      f"{row['share']:.1%}", f"{row['gflops']:.1f}",
+                      f"{row['in_situ_ms'] / (row['seconds'] * 1e3):.2f}" if row.get("in_situ_ms") else "",
+                      "yes" if row["tuned"] else "")
         console.print(k)
+        s = p.get("in_situ")
+        if s:
+            console.print(f"  inside whole-model calls (a quiet loop, no other runtime): the kernels took "
+                          f"{s['kernels_over_alone']:.2f}× their time alone, and {s['outside_kernels_share']:.0%} of "
+                          f"a call was outside them", highlight=False)
         console.print("  by op kind: " + ", ".join(f"{op} {v['share']:.0%} ({v['gflops']:.1f} GFLOP/s)"
                                                   for op, v in list(p["by_op"].items())[:6]), highlight=False)
 

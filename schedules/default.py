@@ -206,7 +206,7 @@ def _finish_tiled(sch: Schedule, block, outer_loops, reduce, tile, epilogue, in_
             reduce, r_inner = [*reduce[:-1], o], [i]
     sch.reorder(*outer_loops, *reduce, *r_inner, *[lp for _, lp in tile])
     fused = sch.fuse(*outer_loops) if len(outer_loops) > 1 else outer_loops[0]
-    depth = len(sch.get_loops(block)) - len(reduce) - len(tile)  # loops shared with the epilogue
+    depth = len(sch.get_loops(block)) - len(reduce) - len(r_inner) - len(tile)  # loops shared with the epilogue
     if _work(sch, block) >= PARALLEL_MIN_WORK:
         sch.parallel(fused)
     if epilogue is not None:
@@ -284,8 +284,8 @@ def pick_packed(options, ext, unit_stride_last: bool):
 # (output-channel blocks, output row) register tiles for blocked weights, best first: 8–12 accumulators, each
 # broadcast input value reused across 2–4 weight vectors. Timed on ResNet-18's and MobileNetV2's 3×3 and 1×1
 # NCHW8c convs (1 thread) against a one-block row tile of 7–8: faster on all but one shape where they divide (a
-# 14×14 256→256 conv, where 2 blocks × 2 rows × 2 columns would have been best); 7×7 outputs keep the row tile
-# (nothing divides). AVX-512's 32 registers would allow wider tiles (not measured).
+# 14×14 256→256 conv, where 2 blocks × 2 rows × 2 columns would have been best); 7-column outputs, which nothing
+# divides, see RAGGED_TILE. AVX-512's 32 registers would allow wider tiles (not measured).
 BLOCK_TILES = ((2, 4), (4, 2), (3, 4))
 # Rows that no tile above divides (7 columns: ResNet-18's last stage, MobileNetV2's and MobileViT's 7×7 convs)
 # take 2 blocks × 4 columns anyway: the last tile of each row is ragged (a predicate keeps its 3 columns in

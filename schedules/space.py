@@ -36,8 +36,7 @@ here, with the lane axis already contiguous.
 
 A point is plain hashable data (:class:`Point`); :meth:`ScheduleSpace.repair` maps any point to a valid one
 (factors that divide or are ragged as allowed, register tiles and unrolled bodies of bounded size, attach
-points that exist), so search
-operators can mutate and cross over freely. The default point issues :mod:`schedules.default`'s primitives; as
+points that exist), so search operators can mutate and cross over freely. The default point issues :mod:`schedules.default`'s primitives; as
 default.py evolves, the reserved :data:`DEFAULT_SCHEDULE` point (which *is* ``default_schedule``) keeps tuning
 from ever ending worse than the default.
 """
@@ -197,8 +196,8 @@ class ScheduleSpace:
             knobs.append(Knob(f"s{i}", pairs + ragged, (1, default_tile[i])))
         # as schedules.default._finish_tiled: accumulating in the output, the innermost reduction is unrolled in steps
         r_unroll = _default.REDUCTION_UNROLL
-        split_last = in_output and not light and sh.reduce and sh.reduce[-1] % r_unroll == 0 and \
-            sh.reduce[-1] > r_unroll
+        split_last = bool(in_output and not light and sh.reduce and sh.reduce[-1] % r_unroll == 0
+                          and sh.reduce[-1] > r_unroll)
         for j, e in enumerate(sh.reduce):
             knobs.append(Knob(f"r{j}", divisors(e), r_unroll if split_last and j == len(sh.reduce) - 1 else 1))
         work = math.prod(ext) * math.prod(sh.reduce)

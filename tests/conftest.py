@@ -33,6 +33,22 @@ def export_onnx(module, example: tuple, path: Path | None = None) -> bytes:
     return data
 
 
+def conv_chain(n: int, pool: bool = False):
+    """An IR graph of ``n`` 3×3 conv + relu layers on a 1×16×12×12 input (seeded weights), optionally ending in a
+    global average pool."""
+    import numpy as np
+
+    from ir.graph import GraphBuilder
+
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("chain")
+    y = b.input("x", (1, 16, 12, 12))
+    for i in range(n):
+        w = b.constant(rng.standard_normal((16, 16, 3, 3)).astype("float32") * 0.1, f"w{i}")
+        y = b.op("relu", b.op("conv", y, w, pads=(1, 1, 1, 1)))
+    return b.build([b.op("global_avgpool", y) if pool else y])
+
+
 def ort_run(model_bytes: bytes, *arrays):
     import onnxruntime as ort
 

@@ -15,7 +15,7 @@ import pytest
 
 import nacos
 from nacos.compiled import InputError
-from tests.conftest import LIGHT_MODELS, ort_run
+from tests.conftest import LIGHT_MODELS, conv_chain, ort_run
 
 
 def assert_close(got, want):
@@ -114,15 +114,7 @@ def test_load_rejects_a_missing_artifact(tmp_path):
 def test_intermediate_buffers_are_reused(layout):
     """Relax's static memory planning (in the compile pipeline) gives a chain of 8 conv kernels a few storages,
     not one per intermediate: read from the VM executable's instructions."""
-    from ir.graph import GraphBuilder
-
-    rng = np.random.default_rng(0)
-    b = GraphBuilder("chain")
-    y = b.input("x", (1, 16, 12, 12))
-    for i in range(8):
-        w = b.constant(rng.standard_normal((16, 16, 3, 3)).astype("float32") * 0.1, f"w{i}")
-        y = b.op("relu", b.op("conv", y, w, pads=(1, 1, 1, 1)))
-    model = nacos.compile(b.build([y]), layout=layout)
+    model = nacos.compile(conv_chain(8), layout=layout)
     code = model._module.as_text().splitlines()
     storages = sum("call  vm.builtin.alloc_storage" in line for line in code)
     tensors = sum("call  vm.builtin.alloc_tensor" in line for line in code)

@@ -216,7 +216,7 @@ def _finish_tiled(sch: Schedule, block, outer_loops, reduce, tile, epilogue, in_
         sch.reverse_compute_at(cw, fused)
         _vectorize_innermost(sch, cw, depth)
     # else the tile accumulates in the output itself: a local accumulator copied out after each tile was slower
-    # on each of 9 epilogue-free kernels timed side by side (the bench models' matmuls and two 1×1 convs, the
+    # on each of 8 epilogue-free kernels timed side by side (the bench models' matmuls and two 1×1 convs, the
     # kernel suite's matmul and dense): 1.06–2.4×, attention's Q·Kᵀ (a 16-long reduction) most of all
     for kind, lp in tile:
         if kind == "vector":

@@ -200,9 +200,9 @@ def _finish_tiled(sch: Schedule, block, outer_loops, reduce, tile, epilogue, in_
     :data:`REDUCTION_UNROLL` when it divides."""
     r_inner = []
     if epilogue is None and in_output and reduce:
-        ext = _extents(sch, reduce[-1:])[0]
-        if ext % REDUCTION_UNROLL == 0 and ext > REDUCTION_UNROLL:
-            o, i = sch.split(reduce[-1], [None, REDUCTION_UNROLL])
+        steps = reduction_steps(_extents(sch, reduce[-1:])[0])
+        if steps > 1:
+            o, i = sch.split(reduce[-1], [None, steps])
             reduce, r_inner = [*reduce[:-1], o], [i]
     sch.reorder(*outer_loops, *reduce, *r_inner, *[lp for _, lp in tile])
     fused = sch.fuse(*outer_loops) if len(outer_loops) > 1 else outer_loops[0]
@@ -234,6 +234,12 @@ def _finish_tiled(sch: Schedule, block, outer_loops, reduce, tile, epilogue, in_
 # side (2 threads): a 128×128 matmul 1.09× and 1.6× as fast in two runs, MobileViT-XXS's 16×16·16×24 matmul
 # 1.21×, its other matmuls and the kernel suite's attention matmul level (within 2 %)
 REDUCTION_UNROLL = 8
+
+
+def reduction_steps(extent: int) -> int:
+    """Unrolled steps of an innermost reduction of ``extent`` around a tile that accumulates in the output:
+    :data:`REDUCTION_UNROLL` when it divides a longer loop, else 1 (left rolled)."""
+    return REDUCTION_UNROLL if extent % REDUCTION_UNROLL == 0 and extent > REDUCTION_UNROLL else 1
 
 
 def _vectors(lanes: int) -> int:

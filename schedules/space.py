@@ -195,16 +195,14 @@ class ScheduleSpace:
             ragged = tuple((1, t) for t in RAGGED_INNER if t < e and e % t)
             knobs.append(Knob(f"s{i}", pairs + ragged, (1, default_tile[i])))
         # as schedules.default._finish_tiled: accumulating in the output, the innermost reduction is unrolled in steps
-        r_unroll = _default.REDUCTION_UNROLL
-        split_last = bool(in_output and not light and sh.reduce and sh.reduce[-1] % r_unroll == 0
-                          and sh.reduce[-1] > r_unroll)
+        steps = _default.reduction_steps(sh.reduce[-1]) if in_output and not light and sh.reduce else 1
         for j, e in enumerate(sh.reduce):
-            knobs.append(Knob(f"r{j}", divisors(e), r_unroll if split_last and j == len(sh.reduce) - 1 else 1))
+            knobs.append(Knob(f"r{j}", divisors(e), steps if j == len(sh.reduce) - 1 else 1))
         work = math.prod(ext) * math.prod(sh.reduce)
         knobs += [Knob("fuse_last", (1, 0), 0 if light and n > 1 else 1), Knob("order", ("MR", "RM", "RRM"), "MR"),
                   Knob("acc", ("outer", "inner", "none"), "none" if light or in_output else "outer"),
                   Knob("par", (0, 1), int(work >= PARALLEL_MIN_WORK)), Knob("vec", (0, 1), 0 if light else 1),
-                  Knob("unroll", (0, 1, 2), 0 if light else 2 if split_last else 1),
+                  Knob("unroll", (0, 1, 2), 0 if light else 2 if steps > 1 else 1),
                   Knob("auto_unroll", (0, 16, 64), 0)]
         if sh.epilogue:
             knobs.append(Knob("epi", ("fuse", "root"), "root" if light else "fuse"))

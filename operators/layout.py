@@ -124,9 +124,11 @@ register_op(OpDef(
 # ---- convolutions ----------------------------------------------------------------------------------------
 def _conv_blocked_parts(attrs, in_types, depthwise: bool):
     x, w = in_types[0], in_types[1]
-    if len(x.shape) != 5:
-        raise ValueError(f"conv2d_nchwc: input {x} must be (N, C/b, H, W, b)")
-    b = x.shape[4]
+    plain_input = len(x.shape) == 4 and not depthwise  # NCHW in, blocked out: b = 1 (see the op's doc)
+    if len(x.shape) != 5 and not plain_input:
+        raise ValueError(f"conv2d_nchwc: input {x} must be (N, C/b, H, W, b)"
+                         + ("" if depthwise else " or (N, C, H, W)"))
+    b = 1 if plain_input else x.shape[4]
     if depthwise:
         if len(w.shape) != 4 or w.shape[0] != x.shape[1] or w.shape[3] != b:
             raise ValueError(f"dwconv2d_nchwc: weight {w} must be (C/b, R, S, b) for input {x}")
@@ -164,6 +166,9 @@ def _make_conv_blocked(depthwise: bool):
         if depthwise:
             body = tensor(src)[n, ko, hi, wi, ki] * tensor("W")[ko, r, s, ki]
             red, red_shape = (r, s), tuple(kernel)
+        elif len(x.shape) == 4:
+            body = tensor(src)[n, c, hi, wi] * tensor("W")[ko, c, r, s, 0, ki]
+            red, red_shape = (c, r, s), (x.shape[1], *kernel)
         else:
             body = tensor(src)[n, c, hi, wi, cb] * tensor("W")[ko, c, r, s, cb, ki]
             red, red_shape = (c, r, s, cb), (x.shape[1], *kernel, x.shape[4])
@@ -177,7 +182,7 @@ def _make_conv_blocked(depthwise: bool):
     def torch_ref(attrs, x, w, bias=None):
         import torch.nn.functional as F
 
-        xn = from_blocked_torch({}, x)
+        xn = x if x.dim() == 4 else from_blocked_torch({}, x)
         if depthwise:
             wn = w.permute(0, 3, 1, 2).reshape(-1, 1, w.shape[1], w.shape[2])
             groups = xn.shape[1]
@@ -195,9 +200,13 @@ def _make_conv_blocked(depthwise: bool):
         from onnx import helper
 
         xs, ws = ctx.shape(ins[0]), ctx.shape(ins[1])
-        b = xs[4]
-        x, w, y = ctx.fresh("x_nchw"), ctx.fresh("w_kcrs"), ctx.fresh("y_nchw")
-        nodes = _onnx_from_blocked(ins[0], x, xs, ctx)
+        b = xs[4] if len(xs) == 5 else 1
+        w, y = ctx.fresh("w_kcrs"), ctx.fresh("y_nchw")
+        if len(xs) == 5:
+            x = ctx.fresh("x_nchw")
+            nodes = _onnx_from_blocked(ins[0], x, xs, ctx)
+        else:
+            x, nodes = ins[0], []
         wt = ctx.fresh("w_t")
         if depthwise:  # (C/b, R, S, b) → (C, 1, R, S)
             perm, kcrs, groups = [0, 3, 1, 2], [ws[0] * b, 1, ws[1], ws[2]], ws[0] * b
@@ -228,10 +237,75 @@ for _dw in (False, True):
         "dwconv2d_nchwc" if _dw else "conv2d_nchwc", _infer, _instr, _torch, _onnx, weight_inputs=(1, 2),
         arity=(2, 3),
         doc=("depthwise 2-d convolution in NCHW[b]c: X (N, C/b, H, W, b), W (C/b, R, S, b), bias (C/b, b)" if _dw
-             else "2-d convolution in NCHW[b]c: X (N, C/b, H, W, b), W (K/bo, C/b, R, S, b, bo), bias (K/bo, bo)"),
+             else "2-d convolution in NCHW[b]c: X (N, C/b, H, W, b), W (K/bo, C/b, R, S, b, bo), bias (K/bo, bo); "
+                  "X may be plain NCHW (N, C, H, W) with W (K/bo, C, R, S, 1, bo) — a first conv over image "
+                  "channels that no block divides, writing the blocked layout directly"),
         example=(lambda: ({"strides": (1, 1), "pads": (1, 1, 1, 1)},
                           (TensorType((1, 2, 6, 7, 4)), TensorType((2, 3, 3, 4)), TensorType((2, 4)))))
         if _dw else
         (lambda: ({"strides": (2, 2), "pads": (1, 0, 1, 1)},
                   (TensorType((1, 2, 7, 6, 4)), TensorType((3, 2, 3, 3, 4, 4)), TensorType((3, 4))))),
     ))
+
+
+# ---- pooling -----------------------------------------------------------------------------------------------
+def _maxpool_blocked_parts(attrs, x):
+    from operators.pool import _pool_parts
+
+    if len(x.shape) != 5:
+        raise ValueError(f"maxpool2d_nchwc: input {x} must be (N, C/b, H, W, b)")
+    kernel, strides, pads, dilations, _, out, ends = _pool_parts("maxpool2d_nchwc", attrs, TensorType(x.shape[:4]),
+                                                                 True)
+    return kernel, strides, pads, dilations, out, ends
+
+
+def maxpool_blocked_infer(attrs, in_types):
+    (x,) = in_types
+    out = _maxpool_blocked_parts(attrs, x)[4]
+    return TensorType((*x.shape[:2], *out, x.shape[4]), x.dtype)
+
+
+def maxpool_blocked_instruction(attrs, in_types, out_type):
+    """The windows of :func:`operators.pool.maxpool_instruction` over H and W; the lane dimension rides along, so a
+    vector of channels takes its maximum at once."""
+    from operators.pool import NEG_LARGE
+
+    (x,) = in_types
+    kernel, strides, pads, dilations, out, ends = _maxpool_blocked_parts(attrs, x)
+    stages, src = [], "X"
+    full = (*pads[:2], *ends)
+    if any(full):
+        stages.append(pad_stage("Xp", "X", x.shape, 2, full, NEG_LARGE))  # pads H and W, keeps the lanes
+        src = "Xp"
+    n, c, h, w, lane, r, s = index_vars("n c h w lane r s")
+    body = tensor(src)[n, c, h * strides[0] + r * dilations[0], w * strides[1] + s * dilations[1], lane]
+    stages.append(Stage("Y", (n, c, h, w, lane), out_type.shape, body, "max", (r, s), tuple(kernel)))
+    return Instruction(("X",), tuple(stages))
+
+
+def maxpool_blocked_torch(attrs, x):
+    from operators.pool import maxpool_torch
+
+    return to_blocked_torch({"block": x.shape[4]}, maxpool_torch(attrs, from_blocked_torch({}, x)))
+
+
+def maxpool_blocked_onnx(attrs, ins, out, ctx):
+    """Unblock, a plain MaxPool, block again."""
+    from onnx import helper
+
+    xs = ctx.shape(ins[0])
+    x, y = ctx.fresh("x_nchw"), ctx.fresh("y_nchw")
+    kernel, strides, pads, dilations, out_sp, _ = _maxpool_blocked_parts(attrs, TensorType(xs))
+    n, cb, *_, b = xs
+    pool = helper.make_node("MaxPool", [x], [y], kernel_shape=list(kernel), strides=list(strides), pads=list(pads),
+                            dilations=list(dilations), ceil_mode=int(bool(attrs.get("ceil_mode", 0))))
+    return _onnx_from_blocked(ins[0], x, xs, ctx) + [pool] + _onnx_to_blocked(y, out, (n, cb * b, *out_sp), b, ctx)
+
+
+register_op(OpDef(
+    "maxpool2d_nchwc", maxpool_blocked_infer, maxpool_blocked_instruction, maxpool_blocked_torch,
+    maxpool_blocked_onnx,
+    doc="2-d max pool in NCHW[b]c: X (N, C/b, H, W, b) → (N, C/b, OH, OW, b), maxpool's attributes",
+    example=lambda: ({"kernel": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1), "dilations": (1, 1),
+                      "ceil_mode": 0}, (TensorType((1, 2, 7, 7, 4)),)),
+))

@@ -1,14 +1,17 @@
 """Layout selection: run 2-d convolutions and the elementwise ops between them in the blocked layout NCHW[b]c.
 
-Pure Graph → Graph. Every 2-d convolution with constant weights whose channels the block divides — plain
+Pure Graph → Graph. Every 2-d convolution with constant weights whose output channels the block divides — plain
 (groups = 1) or depthwise (groups = C = K) — becomes ``conv2d_nchwc`` / ``dwconv2d_nchwc`` with its weights
-(and bias) re-laid out here, at compile time (constant pre-packing). An elementwise op follows its inputs into the
-blocked layout when every input is a same-shaped activation or a scalar. Conversions are placed only where needed:
+(and bias) re-laid out here, at compile time (constant pre-packing). A plain conv whose *input* channels fill no
+block (the first conv over an image's 3 channels) reads its NCHW input as it is and writes the blocked layout, so
+no conversion runs on its large output. An elementwise op follows its inputs into the blocked layout when every
+input is a same-shaped activation or a scalar, and a 2-d max pool of a blocked tensor stays blocked
+(``maxpool2d_nchwc``). Conversions are placed only where needed:
 ``to_blocked`` once per NCHW tensor that a blocked op reads, ``from_blocked`` once per blocked tensor that an
 NCHW op (pooling, reshape, attention, …) or a graph output reads, under the tensor's original name — so the rest
 of the graph is unchanged and a chain conv → relu → conv → add stays blocked from end to end.
 
-Convolutions that do not qualify (3 input channels of an image, grouped convs, 1-d/3-d) stay in NCHW.
+Convolutions that do not qualify (grouped convs, 1-d/3-d, output channels the block does not divide) stay in NCHW.
 """
 
 from __future__ import annotations
@@ -20,17 +23,24 @@ from ir.passes.fold import _fresh_namer
 from ir.registry import get_op
 from ir.verify import verify
 
-def _conv_kind(nodes: dict[str, Node], node: Node, block: int) -> str | None:
-    """"dense" / "depthwise" when ``node`` is a 2-d conv this pass can block, else None (``nodes``: the graph's
-    node map, built once per pass rather than once per node)."""
+# ops that run per channel over the spatial dims, with the same attributes in NCHW[b]c: they follow a blocked input
+BLOCKED_TWINS = {"maxpool": "maxpool2d_nchwc"}
+
+
+def _conv_kind(nodes: dict[str, Node], node: Node, block: int, params: dict) -> str | None:
+    """"dense" / "depthwise" / "stem" when ``node`` is a 2-d conv this pass can block, else None (``nodes``: the
+    graph's node map, built once per pass rather than once per node). A "stem" conv's input channels (3, of an
+    image) fill no block: it reads its NCHW input as it is and writes the blocked layout."""
     if node.op != "conv" or len(node.shape) != 4:
         return None
-    if not all(nodes[i].op == CONSTANT for i in node.inputs[1:]):
-        return None
+    if not all(nodes[i].op == CONSTANT and i in params for i in node.inputs[1:]):
+        return None  # weights that are not constants, or constants without data (a workload's graph): no re-layout
     c, k = nodes[node.inputs[0]].shape[1], node.shape[1]
     groups = int(node.attr("groups", 1))
-    if c % block or k % block:
+    if k % block:
         return None
+    if c % block:
+        return "stem" if groups == 1 else None
     if groups == 1:
         return "dense"
     if groups == c == k:
@@ -42,6 +52,8 @@ def _pack_weight(w: np.ndarray, kind: str, block: int) -> np.ndarray:
     k, cg, r, s = w.shape
     if kind == "depthwise":  # (C, 1, R, S) → (C/b, R, S, b)
         return np.ascontiguousarray(w.reshape(k // block, block, r, s).transpose(0, 2, 3, 1))
+    if kind == "stem":  # (K, C, R, S) → (K/b, C, R, S, 1, b): the NCHW input is blocked by 1
+        return np.ascontiguousarray(w.reshape(k // block, block, cg, r, s, 1).transpose(0, 2, 3, 4, 5, 1))
     # (K, C, R, S) → (K/b, C/b, R, S, b_in, b_out)
     return np.ascontiguousarray(w.reshape(k // block, block, cg // block, block, r, s).transpose(0, 2, 4, 5, 3, 1))
 
@@ -69,7 +81,7 @@ def select_layout(graph: Graph, block: int, min_convs: int = 2) -> Graph:
 def _blocked(graph: Graph, block: int, exclude: frozenset[str]) -> tuple[Graph, list[set[str]]]:
     """(the rewritten graph, the original convolution names of each blocked region)."""
     nodes_by = graph.node_map
-    if not any(_conv_kind(nodes_by, n, block) and n.name not in exclude for n in graph.nodes):
+    if not any(_conv_kind(nodes_by, n, block, graph.params) and n.name not in exclude for n in graph.nodes):
         return graph, []
     parent: dict[str, str] = {}  # union-find over blocked twins: one root per region
 
@@ -115,9 +127,14 @@ def _blocked(graph: Graph, block: int, exclude: frozenset[str]) -> tuple[Graph, 
                 and all(nodes_by[i].shape == node.shape for i in acts))
 
     for node in graph.nodes:
-        kind = _conv_kind(nodes_by, node, block) if node.name not in exclude else None
+        kind = _conv_kind(nodes_by, node, block, graph.params) if node.name not in exclude else None
         if kind is not None:
-            x = need_blocked(node.inputs[0])
+            if kind == "stem":  # reads NCHW as it is (its channels fill no block), writes the blocked layout
+                x = node.inputs[0]
+                if x in blocked:
+                    need_nchw(x)
+            else:
+                x = need_blocked(node.inputs[0])
             w_name = fresh(f"{node.name}_w_nchw{block}c")
             params[w_name] = _pack_weight(graph.params[node.inputs[1]], kind, block)
             ins = [x, w_name]
@@ -134,6 +151,12 @@ def _blocked(graph: Graph, block: int, exclude: frozenset[str]) -> tuple[Graph, 
             blocked[node.name] = twin
             join(twin, ins)
             convs[twin] = node.name
+        elif node.op in BLOCKED_TWINS and len(node.shape) == 4 and node.inputs[0] in blocked:
+            twin = fresh(f"{node.name}_nchw{block}c")
+            x = blocked[node.inputs[0]]
+            out.append(Node(twin, BLOCKED_TWINS[node.op], (x,), _blocked_type(node.type, block), node.attrs))
+            blocked[node.name] = twin
+            join(twin, (x,))
         elif node.op not in (CONSTANT, INPUT) and blockable_elementwise(node):
             ins = tuple(i if nodes_by[i].op == CONSTANT else need_blocked(i) for i in node.inputs)
             twin = fresh(f"{node.name}_nchw{block}c")

@@ -60,16 +60,47 @@ def test_pass_is_pure_and_a_no_op_when_nothing_qualifies():
     assert select_layout(g, 32) is g  # 16 channels: no block of 32 divides them
 
 
-@pytest.mark.parametrize("case", ["rgb_input", "grouped", "uneven"])
+def stem_net(pool=True):
+    """An image stem: conv 3→8 (3 channels fill no block) + bias → relu → max pool 3×3/2 → 1×1 conv → relu."""
+    b = GraphBuilder("stem")
+    x = b.input("x", (1, 3, 13, 12))
+    y = b.op("relu", b.op("conv", x, b.constant(_w(8, 3, 3, 3), "w"), b.constant(_w(8), "b"), strides=(2, 2),
+                          pads=(1, 1, 1, 1)))
+    if pool:
+        y = b.op("maxpool", y, kernel=(3, 3), strides=(2, 2), pads=(1, 1, 1, 1), dilations=(1, 1), ceil_mode=0)
+    y = b.op("relu", b.op("conv", y, b.constant(_w(8, 8, 1, 1), "w2")))
+    return b.build([y])
+
+
+@pytest.mark.parametrize("pool", [True, False])
+def test_image_conv_writes_the_blocked_layout_and_max_pool_stays_blocked(pool):
+    """The stem conv reads the NCHW image as it is (no to_blocked of the input) and writes NCHW8c; a max pool of a
+    blocked tensor stays blocked; one conversion back, at the output."""
+    g = stem_net(pool)
+    out = select_layout(g, 8)
+    ops = [n.op for n in out.compute_nodes]
+    assert {op: ops.count(op) for op in set(ops)} == {"conv2d_nchwc": 2, "relu": 2, "from_blocked": 1,
+                                                       **({"maxpool2d_nchwc": 1} if pool else {})}
+    stem = next(n for n in out.compute_nodes if n.op == "conv2d_nchwc")
+    assert stem.inputs[0] == "x" and out.node(stem.inputs[1]).shape == (1, 3, 3, 3, 1, 8)
+    x_in = RNG.standard_normal((1, 3, 13, 12)).astype("float32")
+    np.testing.assert_allclose(_run(out, x_in)[0], _run(g, x_in)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_stem_and_blocked_max_pool_agree_with_nchw():
+    import nacos
+
+    g = stem_net()
+    x = RNG.standard_normal((1, 3, 13, 12)).astype("float32")
+    blocked = nacos.compile(g, layout="blocked")
+    assert any("maxpool2d_nchwc" in k.name for k in blocked.kernels)
+    np.testing.assert_allclose(blocked(x)[0], nacos.compile(g, layout="nchw")(x)[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["grouped", "uneven"])
 def test_convolutions_that_do_not_qualify_stay_nchw(case):
     b = GraphBuilder(case)
-    if case == "rgb_input":  # 3 input channels: stays NCHW, its output is blocked for the next conv
-        x = b.input("x", (1, 3, 8, 8))
-        y = b.op("conv", x, b.constant(_w(8, 3, 3, 3), "w"), pads=(1, 1, 1, 1))
-        y = b.op("conv", y, b.constant(_w(8, 8, 1, 1), "w2"))
-        y = b.op("conv", y, b.constant(_w(8, 8, 1, 1), "w3"))
-        expect = {"conv": 1, "conv2d_nchwc": 2, "to_blocked": 1, "from_blocked": 1}
-    elif case == "grouped":
+    if case == "grouped":
         x = b.input("x", (1, 16, 8, 8))
         y = b.op("conv", x, b.constant(_w(16, 8, 3, 3), "w"), pads=(1, 1, 1, 1), groups=2)
         expect = {"conv": 1}

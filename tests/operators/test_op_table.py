@@ -114,6 +114,10 @@ def _pool(kernel, strides, pads, **kw):
 
 
 EXTRA = [
+    # a conv over NCHW image channels writing NCHW[4]c (the stem conv of ir.passes.select_layout), no bias
+    ("conv2d_nchwc", {"strides": (2, 2), "pads": (1, 1, 1, 1)}, (T((1, 3, 9, 8)), T((2, 3, 3, 3, 1, 4)))),
+    ("conv2d_nchwc", {"pads": (0, 1, 2, 0)}, (T((1, 3, 5, 6)), T((1, 3, 2, 2, 1, 4)), T((1, 4)))),
+    ("maxpool2d_nchwc", _pool((2, 3), (1, 2), (0, 1, 1, 1), ceil_mode=1), (T((1, 1, 6, 7, 4)),)),
     ("matmul", {}, (T((4, 5)), T((5, 3)))),
     ("matmul", {}, (T((2, 3, 4)), T((4, 2)))),
     ("matmul", {}, (T((1, 3, 2)), T((2, 2, 4)))),

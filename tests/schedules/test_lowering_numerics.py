@@ -108,6 +108,12 @@ def pool_case(draw, op):
 
 
 @st.composite
+def blocked_pool_case(draw):
+    attrs, (shape_,) = draw(pool_case("maxpool").filter(lambda case: len(case[0]["kernel"]) == 2))
+    return attrs, [shape_ + (draw(st.sampled_from([1, 4, 8])),)]
+
+
+@st.composite
 def reduce_case(draw):
     s = draw(shape(1, 4))
     axes = tuple(sorted(draw(st.sets(st.integers(0, len(s) - 1), min_size=1))))
@@ -192,6 +198,8 @@ def blocked_conv_case(draw, depthwise: bool):
         w, bias = (cb,) + kernel + (b,), (cb, b)
     else:
         bo = draw(st.sampled_from([1, 2, 4, 8]))
+        if draw(st.booleans()):  # an NCHW input (the stem conv): X (N, C, H, W), W (K/bo, C, R, S, 1, bo)
+            b, x = 1, x[:4]
         w, bias = (kb, cb) + kernel + (b, bo), (kb, bo)
     extra = [bias] if draw(st.booleans()) else []
     return {"strides": strides, "pads": pads, "dilations": dil}, [x, w] + extra
@@ -217,6 +225,7 @@ CASES = {
     "lrn": st.builds(lambda s, size, a, b, k: ({"size": size, "alpha": a, "beta": b, "bias": k}, [s]),
                      shape(3, 4), st.integers(1, 6), st.floats(1e-4, 1e-2), st.floats(0.5, 0.9), st.floats(1.0, 2.0)),
     "conv2d_nchwc": blocked_conv_case(False), "dwconv2d_nchwc": blocked_conv_case(True),
+    "maxpool2d_nchwc": blocked_pool_case(),
     "to_blocked": layout_case(True), "from_blocked": layout_case(False),
     "flatten": flatten_case(), "transpose": transpose_case(), "pad": pad_case(), "slice": slice_case(),
     **{op: unary_case(op) for op in UNARY}, **{op: binary_case() for op in BINARY},

@@ -289,16 +289,21 @@ def pick_packed(options, ext, unit_stride_last: bool):
 
 # (output-channel blocks, output row) register tiles for blocked weights, best first: 8–12 accumulators, each
 # broadcast input value reused across 2–4 weight vectors. Timed on ResNet-18's and MobileNetV2's 3×3 and 1×1
-# NCHW8c convs (1 thread) against a one-block row tile of 7–8: faster on all but one shape where they divide (a
-# 14×14 256→256 conv, where 2 blocks × 2 rows × 2 columns would have been best); 7-column outputs, which nothing
-# divides, see RAGGED_TILE. AVX-512's 32 registers would allow wider tiles (not measured).
-BLOCK_TILES = ((2, 4), (4, 2), (3, 4))
-# Rows that no tile above divides (7 columns: ResNet-18's last stage, MobileNetV2's and MobileViT's 7×7 convs)
-# take 2 blocks × 4 columns anyway: the last tile of each row is ragged (a predicate keeps its 3 columns in
-# bounds). Timed side by side (2 threads) on the 13 distinct 7-column blocked convs of the three bench models,
-# 1×1 and 3×3, stride 1 and 2, against the 1-block × 7-column row tile: 1.02–1.35× as fast, none slower. On
-# 14-column rows the ragged tile lost to (4, 2) on most 1×1 convs, so it is only the fallback.
-RAGGED_TILE = (2, 4)
+# NCHW8c convs (1 thread) against a one-block row tile of 7–8: faster where they divide. AVX-512's 32 registers
+# would allow wider tiles (not measured).
+BLOCK_TILES = ((2, 4), (3, 4))
+# Rows that no tile above divides take 2 blocks × 4 or 5 columns anyway, whichever wastes fewer columns (4 on a
+# tie): the last tile of each row is ragged (a predicate keeps its columns in bounds). Timed side by side (2
+# threads) against the tiles used before:
+# * 7 columns (ResNet-18's last stage, MobileNetV2's and MobileViT's 7×7 convs) take 2 × 4: on the 13 distinct
+#   7-column blocked convs of the three bench models, 1.02–1.35× as fast as a 1-block × 7-column row, none slower;
+# * 14 columns take 2 × 5 (3 tiles, one column wasted): on the 9 distinct 14-column blocked convs of ResNet-18
+#   and MobileNetV2, against 4 blocks × 2 columns, 1.26× (ResNet-18's 256-channel 3×3 conv), 1.39× (its strided
+#   one) and 0.97–1.20× on the 1×1 convs. Four weight vectors per two columns re-read the weights from L2 too
+#   often; 2 × 4 (two wasted columns) lost to 4 × 2 on most 1×1 convs, and 2 × 6 or 4 × 3 (12 accumulators +
+#   weights + a broadcast: more than AVX2's 16 registers) lost to all.
+RAGGED_TILES = ((2, 4), (2, 5))
+NARROW_TILE = (4, 2)  # 2-column rows
 
 
 def block_axis(packable, choice) -> int | None:
@@ -314,17 +319,17 @@ def block_axis(packable, choice) -> int | None:
 def packed_tile(ext, axis: int, reuse_axes, block: int | None) -> dict[int, int]:
     """{spatial axis: register-tile factor} of the packed strategy: the vector lanes on ``axis``, a row of
     outputs along the innermost other reuse axis (contiguous outputs, sliding-window input reuse) and, with
-    blocked weights, a few output-channel blocks (:data:`BLOCK_TILES`)."""
+    blocked weights, a few output-channel blocks (:data:`BLOCK_TILES`, else :data:`RAGGED_TILES`)."""
     tile = {axis: VECTOR_LANES}
     rows = [a for a in reuse_axes if a not in (axis, block) and ext[a] > 1]
     row = max(rows) if rows else None
     if row is not None and block is not None:
-        for kt, rt in BLOCK_TILES:
-            if ext[block] % kt == 0 and ext[row] % rt == 0:
-                tile.update({block: kt, row: rt})
-                return tile
-        kt, rt = RAGGED_TILE
-        if ext[block] % kt == 0 and ext[row] > rt:
+        width = ext[row]
+        exact = [(kt, rt) for kt, rt in BLOCK_TILES if ext[block] % kt == 0 and width % rt == 0]
+        ragged = [(kt, rt) for kt, rt in RAGGED_TILES if ext[block] % kt == 0 and width > rt]
+        ragged.sort(key=lambda t: -(-width // t[1]) * t[1] - width)  # wasted columns; stable: 4 on a tie
+        narrow = [NARROW_TILE] if ext[block] % NARROW_TILE[0] == 0 and width % NARROW_TILE[1] == 0 else []
+        for kt, rt in (exact + ragged + narrow)[:1]:
             tile.update({block: kt, row: rt})
             return tile
     if row is not None and _tile_width(ext[row]) > 1:

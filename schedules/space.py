@@ -57,8 +57,8 @@ from schedules.kernel import Access, KernelShape, kernel_shape  # noqa: F401  (r
 MAX_TILE = 64             # largest inner or mid factor
 MAX_ACC_ELEMS = 4096      # local accumulator tile (16 KB of fp32; bigger ones took LLVM up to a minute)
 MAX_UNROLLED = 256        # explicitly unrolled statements (LLVM compile time grows with it)
-RAGGED_INNER = (3, 4)     # register-tile factors allowed where they do not divide the axis (mid 1, last tile
-                          # under a predicate): 7- and 14-column rows, see schedules.default.RAGGED_TILE
+RAGGED_INNER = (3, 4, 5)  # register-tile factors allowed where they do not divide the axis (mid 1, last tile
+                          # under a predicate): 7- and 14-column rows, see schedules.default.RAGGED_TILES
 
 
 # ---- points --------------------------------------------------------------------------------------------------

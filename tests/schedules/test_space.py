@@ -41,6 +41,8 @@ WORKLOADS = {
     # 7 columns: no (blocks × columns) tile divides them, so the default tile is ragged (the last one partial)
     "conv_nchwc_7col": ("conv2d_nchwc", [(1, 2, 5, 7, 8), (4, 2, 3, 3, 8, 8), (4, 8)], {"pads": (1, 1, 1, 1)},
                         ("relu",)),
+    "conv_nchwc_14col": ("conv2d_nchwc", [(1, 2, 3, 14, 8), (4, 2, 3, 3, 8, 8), (4, 8)], {"pads": (1, 1, 1, 1)},
+                         ("relu",)),
     # a long activation (the fast exp polynomial) fused into the tile, its rows unrolled
     "conv_nchwc_sigmoid": ("conv2d_nchwc", [(1, 2, 6, 8, 8), (4, 2, 3, 3, 8, 8), (4, 8)], {"pads": (1, 1, 1, 1)},
                            ("sigmoid",)),
@@ -148,22 +150,24 @@ def test_blocked_conv_tiles_several_output_channel_blocks():
     assert packed_inputs(default_schedule(func, hint).mod["main"]) == []  # already blocked: nothing to re-lay out
     # 7 columns: no (blocks × columns) tile divides, so 2 blocks × 4 columns with a ragged last tile
     assert packed_tile((1, 4, 7, 7, 8), 4, (1, 3, 4), 1) == {4: 8, 1: 2, 3: 4}
-    assert packed_tile((1, 4, 7, 14, 8), 4, (1, 3, 4), 1) == {4: 8, 1: 4, 3: 2}
+    assert packed_tile((1, 4, 7, 14, 8), 4, (1, 3, 4), 1) == {4: 8, 1: 2, 3: 5}  # 5+5+4: one column wasted
+    assert packed_tile((1, 4, 7, 2, 8), 4, (1, 3, 4), 1) == {4: 8, 1: 4, 3: 2}   # 2-column rows: 4 blocks
     assert packed_tile((1, 3, 7, 7, 8), 4, (1, 3, 4), 1) == {4: 8, 3: 7}  # odd block count: the plain row
 
 
 def test_ragged_register_tiles_compute_every_column():
     """A register-tile factor that does not divide its axis leaves a partial last tile; its predicate must keep
     every column computed and nothing written past the edge (the output starts as NaN in ``run``)."""
-    w = workload("conv_nchwc_7col")
-    func, hint = w.lower()
-    space = space_for(w)
-    assert space.default()["s3"] == (1, 4) and w.output_type().shape[3] == 7
-    rng = np.random.default_rng(1)
-    inputs = [rng.standard_normal(t.shape).astype("float32") for t in w.input_types()]
-    want = run(tvm.IRModule({"main": func}), inputs, w.output_type().shape)
-    for sch in (default_schedule(func, hint), space.apply(func, space.default().replace(s3=(1, 3), unroll=2))):
-        np.testing.assert_allclose(run(sch.mod, inputs, w.output_type().shape), want, rtol=1e-3, atol=1e-3)
+    for name, columns, tile in (("conv_nchwc_7col", 7, 4), ("conv_nchwc_14col", 14, 5)):
+        w = workload(name)
+        func, hint = w.lower()
+        space = space_for(w)
+        assert space.default()["s3"] == (1, tile) and w.output_type().shape[3] == columns
+        rng = np.random.default_rng(1)
+        inputs = [rng.standard_normal(t.shape).astype("float32") for t in w.input_types()]
+        want = run(tvm.IRModule({"main": func}), inputs, w.output_type().shape)
+        for sch in (default_schedule(func, hint), space.apply(func, space.default().replace(s3=(1, 3), unroll=2))):
+            np.testing.assert_allclose(run(sch.mod, inputs, w.output_type().shape), want, rtol=1e-3, atol=1e-3)
     # on the vector axis a ragged factor is repaired to whole tiles (the lanes would not vectorize)
     plain = space_for(workload("conv"))
     assert (1, 3) in plain.knobs["s2"].choices and (1, 3) in plain.knobs["s3"].choices

@@ -401,7 +401,8 @@ def rowwise_kernel(blocks: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> boo
 
 def schedule_rowwise(sch: Schedule) -> None:
     """Every stage of a row-wise kernel (:func:`rowwise_kernel`) computed inside one parallel loop over rows, each
-    row's stages vectorized along it. Row reductions (max, sum) are split into one partial result per vector
+    row's stages vectorized along it (per-element stages in whole vectors and a part-vector tail when whole
+    vectors do not divide the row). Row reductions (max, sum) are split into one partial result per vector
     lane by rfactor so they run as vector operations too; left whole, LLVM keeps a strict-order float reduction scalar
     (softmax ran at ~4 GFLOP/s here)."""
     root = sch.get_sblock("root")
@@ -426,7 +427,14 @@ def schedule_rowwise(sch: Schedule) -> None:
     for b in inner + [out]:
         if _is_reduction(sch, b) or len(sch.get_loops(b)) < 2:
             continue  # whole reductions (a few partial results each) and per-row scalars stay scalar
-        if lanes > 1:
+        if lanes < VECTOR_LANES < length:
+            # whole vectors over most of the row and one part-vector tail (196 = 24·8 + 4): the per-element
+            # stages, exp above all, ran 1.36× as fast as in half vectors on MobileViT-XXS's 196-token softmax
+            main, tail = sch.loop_partition(sch.get_loops(b)[-1], [length - length % VECTOR_LANES, None])
+            _, i = sch.split(main, [None, VECTOR_LANES])
+            sch.vectorize(i)
+            sch.vectorize(tail)
+        elif lanes > 1:
             _, i = sch.split(sch.get_loops(b)[-1], [None, lanes])
             sch.vectorize(i)
     for b in partial:  # loops: row, lane (spatial), chunk (reduce) → the lanes innermost, as one vector

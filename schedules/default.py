@@ -329,8 +329,9 @@ def packed_tile(ext, axis: int, reuse_axes, block: int | None) -> dict[int, int]
         ragged = [(kt, rt) for kt, rt in RAGGED_TILES if ext[block] % kt == 0 and width > rt]
         ragged.sort(key=lambda t: -(-width // t[1]) * t[1] - width)  # wasted columns; stable: 4 on a tie
         narrow = [NARROW_TILE] if ext[block] % NARROW_TILE[0] == 0 and width % NARROW_TILE[1] == 0 else []
-        for kt, rt in (exact + ragged + narrow)[:1]:
-            tile.update({block: kt, row: rt})
+        choice = next(iter(exact + ragged + narrow), None)
+        if choice is not None:
+            tile.update({block: choice[0], row: choice[1]})
             return tile
     if row is not None and _tile_width(ext[row]) > 1:
         tile[row] = _tile_width(ext[row])

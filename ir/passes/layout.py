@@ -5,8 +5,9 @@ Pure Graph → Graph. Every 2-d convolution with constant weights whose output c
 (and bias) re-laid out here, at compile time (constant pre-packing). A plain conv whose *input* channels fill no
 block (the first conv over an image's 3 channels) reads its NCHW input as it is and writes the blocked layout, so
 no conversion runs on its large output. An elementwise op follows its inputs into the blocked layout when every
-input is a same-shaped activation or a scalar, and a 2-d max pool of a blocked tensor stays blocked
-(``maxpool2d_nchwc``). Conversions are placed only where needed:
+input is a same-shaped activation or a scalar, a 2-d max pool of a blocked tensor stays blocked
+(``maxpool2d_nchwc``), and so does a concat along channels whose parts are whole blocks (a concat of the
+blocked tensors along their block axis). Conversions are placed only where needed:
 ``to_blocked`` once per NCHW tensor that a blocked op reads, ``from_blocked`` once per blocked tensor that an
 NCHW op (pooling, reshape, attention, …) or a graph output reads, under the tensor's original name — so the rest
 of the graph is unchanged and a chain conv → relu → conv → add stays blocked from end to end.
@@ -126,6 +127,13 @@ def _blocked(graph: Graph, block: int, exclude: frozenset[str]) -> tuple[Graph, 
         return (consts_scalar and any(i in blocked for i in acts)
                 and all(nodes_by[i].shape == node.shape for i in acts))
 
+    def blockable_concat(node: Node) -> bool:
+        if node.op != "concat" or len(node.shape) < 3:
+            return False
+        axis = int(node.attr("axis", 0))
+        return (axis % len(node.shape)) == 1 and any(i in blocked for i in node.inputs) and all(
+            nodes_by[i].op != CONSTANT and nodes_by[i].shape[1] % block == 0 for i in node.inputs)
+
     for node in graph.nodes:
         kind = _conv_kind(nodes_by, node, block, graph.params) if node.name not in exclude else None
         if kind is not None:
@@ -157,6 +165,12 @@ def _blocked(graph: Graph, block: int, exclude: frozenset[str]) -> tuple[Graph, 
             out.append(Node(twin, BLOCKED_TWINS[node.op], (x,), _blocked_type(node.type, block), node.attrs))
             blocked[node.name] = twin
             join(twin, (x,))
+        elif blockable_concat(node):  # along channels, every part whole blocks: a concat of the blocked tensors
+            ins = tuple(need_blocked(i) for i in node.inputs)
+            twin = fresh(f"{node.name}_nchw{block}c")
+            out.append(Node(twin, "concat", ins, _blocked_type(node.type, block), {"axis": 1}))
+            blocked[node.name] = twin
+            join(twin, ins)
         elif node.op not in (CONSTANT, INPUT) and blockable_elementwise(node):
             ins = tuple(i if nodes_by[i].op == CONSTANT else need_blocked(i) for i in node.inputs)
             twin = fresh(f"{node.name}_nchw{block}c")

@@ -97,6 +97,28 @@ def test_compiled_stem_and_blocked_max_pool_agree_with_nchw():
     np.testing.assert_allclose(blocked(x)[0], nacos.compile(g, layout="nchw")(x)[0], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("second", [8, 4])
+def test_concat_along_channels_stays_blocked_when_its_parts_are_whole_blocks(second):
+    """Two conv branches concatenated along channels, then a conv: with 8 + 8 channels the concat joins the blocked
+    region (no conversion around it); a 4-channel part fills no block, so the concat reads NCHW."""
+    b = GraphBuilder("cat")
+    x = b.input("x", (1, 8, 6, 6))
+    y1 = b.op("relu", b.op("conv", x, b.constant(_w(8, 8, 3, 3), "w1"), pads=(1, 1, 1, 1)))
+    y2 = b.op("conv", x, b.constant(_w(second, 8, 1, 1), "w2"))
+    c = b.op("concat", y1, y2, axis=-3)
+    g = b.build([b.op("conv", c, b.constant(_w(8, 8 + second, 1, 1), "w3"))])
+    out = select_layout(g, 8)
+    cat = next(n for n in out.compute_nodes if n.op == "concat")
+    conversions = [n.op for n in out.compute_nodes if n.op in ("to_blocked", "from_blocked")]
+    if second == 8:
+        assert cat.shape == (1, 2, 6, 6, 8) and cat.attr("axis") == 1
+        assert conversions == ["to_blocked", "from_blocked"]  # the input and the output only
+    else:
+        assert cat.shape == (1, 12, 6, 6)
+    x_in = RNG.standard_normal((1, 8, 6, 6)).astype("float32")
+    np.testing.assert_allclose(_run(out, x_in)[0], _run(g, x_in)[0], rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("case", ["grouped", "uneven"])
 def test_convolutions_that_do_not_qualify_stay_nchw(case):
     b = GraphBuilder(case)

@@ -24,6 +24,8 @@ WORKLOADS = {
     "conv_s2": ("conv", [(1, 8, 11, 11), (16, 8, 3, 3)], {"strides": (2, 2)}, ()),
     "depthwise": ("conv", [(1, 16, 10, 10), (16, 1, 3, 3)], {"pads": (1, 1, 1, 1), "groups": 16}, ()),
     "dense": ("dense", [(4, 64), (32, 64), (32,)], {}, ("relu",)),
+    # 28 rows: 7 rows of one vector are 7 accumulators, 4 rows of two vectors are 8 (the tile takes two vectors)
+    "dense_rows": ("dense", [(1, 28, 24), (32, 24), (32,)], {}, ()),
     "matmul": ("matmul", [(2, 12, 32), (2, 32, 24)], {}, ()),
     "maxpool": ("maxpool", [(1, 8, 12, 12)], dict(POOL, dilations=(1, 1)), ()),
     "avgpool": ("avgpool", [(1, 8, 11, 11)], dict(POOL, ceil_mode=1, count_include_pad=0), ()),
@@ -154,6 +156,23 @@ def test_blocked_conv_tiles_several_output_channel_blocks():
     assert packed_tile((1, 4, 7, 14, 8), 4, (1, 3, 4), 1) == {4: 8, 1: 2, 3: 5}  # 5+5+4: one column wasted
     assert packed_tile((1, 4, 7, 2, 8), 4, (1, 3, 4), 1) == {4: 8, 1: 4, 3: 2}   # 2-column rows: 4 blocks
     assert packed_tile((1, 3, 7, 7, 8), 4, (1, 3, 4), 1) == {4: 8, 3: 7}  # odd block count: the plain row
+    # unblocked weights (dense): rows of two vectors when they hold more accumulators than rows of one
+    assert packed_tile((4, 196, 192), 2, (0, 1), None) == {2: 16, 1: 4}   # 4 × 2 vectors = 8 > 7 × 1
+    assert packed_tile((4, 49, 240), 2, (0, 1), None) == {2: 8, 1: 7}     # 49 rows: no 2-vector row tile
+    assert packed_tile((1, 64, 56, 56), 1, (2, 3), None) == {1: 8, 3: 8}  # 8 × 1 = 4 × 2: one vector
+
+
+def test_two_vector_dense_tiles_pack_their_weights_in_blocks_of_two_vectors():
+    from schedules.default import VECTOR_LANES
+
+    w = workload("dense_rows")
+    func, hint = w.lower()
+    sch = default_schedule(func, hint)
+    assert packed_inputs(sch.mod["main"]) == [(1, 0, 2 * VECTOR_LANES)]
+    rng = np.random.default_rng(2)
+    inputs = [rng.standard_normal(t.shape).astype("float32") for t in w.input_types()]
+    want = run(tvm.IRModule({"main": func}), inputs, w.output_type().shape)
+    np.testing.assert_allclose(run(sch.mod, inputs, w.output_type().shape), want, rtol=1e-4, atol=1e-4)
 
 
 def test_ragged_register_tiles_compute_every_column():

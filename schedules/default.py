@@ -316,13 +316,14 @@ def block_axis(packable, choice) -> int | None:
     return others[0] if others else None
 
 
-def packed_tile(ext, axis: int, reuse_axes, block: int | None) -> dict[int, int]:
+def packed_tile(ext, axis: int, reuse_axes, block: int | None, reductions: int = 1) -> dict[int, int]:
     """{spatial axis: register-tile factor} of the packed strategy: the vector lanes on ``axis``, a row of
     outputs along the innermost other reuse axis (contiguous outputs, sliding-window input reuse) and, with
     blocked weights, a few output-channel blocks (:data:`BLOCK_TILES`, else :data:`RAGGED_TILES`). Without
-    blocked weights the lanes span two vectors when that tile holds more accumulators: MobileViT-XXS's dense
-    layers over 196 rows took 4 rows × 2 vectors (8 accumulators) instead of 7 × 1 and ran 1.15–1.38× as fast
-    (ad-hoc, side by side; the other bench models have no such kernel)."""
+    blocked weights, a kernel with one reduction axis (dense, matmul) spans two vectors of lanes when that tile
+    holds more accumulators: MobileViT-XXS's dense layers over 196 rows took 4 rows × 2 vectors (8 accumulators)
+    instead of 7 × 1 and ran 1.15–1.38× as fast (ad-hoc, side by side). An NCHW 3×3 conv over 28 columns
+    (``reductions`` 3) ran 0.82× as fast that way, so convs keep rows of one vector."""
     tile = {axis: VECTOR_LANES}
     rows = [a for a in reuse_axes if a not in (axis, block) and ext[a] > 1]
     row = max(rows) if rows else None
@@ -338,7 +339,8 @@ def packed_tile(ext, axis: int, reuse_axes, block: int | None) -> dict[int, int]
             return tile
     if row is not None:
         one = _tile_width(ext[row])  # rows of one vector
-        two = _tile_width(ext[row], 2 * VECTOR_LANES) if ext[axis] % (2 * VECTOR_LANES) == 0 else 1
+        two = _tile_width(ext[row], 2 * VECTOR_LANES) \
+            if reductions == 1 and ext[axis] % (2 * VECTOR_LANES) == 0 else 1
         if two > 1 and 2 * two > one:  # more accumulators in rows of two vectors (196 rows: 4 × 2, not 7 × 1)
             tile.update({axis: 2 * VECTOR_LANES, row: two})
         elif one > 1:
@@ -366,7 +368,7 @@ def schedule_packed(sch: Schedule, block, hint: MainHint, choice, epilogue=None)
     spatial = [lp for lp, k in zip(loops, kinds) if k == 0]
     reduce = [lp for lp, k in zip(loops, kinds) if k != 0]
     ext = _extents(sch, spatial)
-    factors = packed_tile(ext, axis, hint.reuse_axes, block_axis(hint.packable, choice))
+    factors = packed_tile(ext, axis, hint.reuse_axes, block_axis(hint.packable, choice), len(reduce))
     lanes = factors[axis]  # the constant is packed in blocks of the tile's lanes (one or two vectors)
     name = sch.mod["main"].params[param].name
     read_idx = next(k for k, region in enumerate(sch.get(block).reads) if region.source.name == name)

@@ -169,7 +169,7 @@ class ScheduleSpace:
         ext, n = sh.spatial, len(sh.spatial)
         default_tile = [1] * n
         if sh.prefer_packed:  # as schedules.default.schedule_packed: lanes on the packed axis, a row tile
-            for a, f in packed_tile(ext, sh.packed[0], sh.reuse_axes, sh.block_axis).items():
+            for a, f in packed_tile(ext, sh.packed[0], sh.reuse_axes, sh.block_axis, len(sh.reduce)).items():
                 default_tile[a] = f
         else:  # as schedules.default.schedule_reduction: lanes on the last axis, a reuse-axis tile
             default_tile[-1] = _divisor(ext[-1]) if ext[-1] >= 4 else 1

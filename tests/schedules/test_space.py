@@ -160,6 +160,7 @@ def test_blocked_conv_tiles_several_output_channel_blocks():
     assert packed_tile((4, 196, 192), 2, (0, 1), None) == {2: 16, 1: 4}   # 4 × 2 vectors = 8 > 7 × 1
     assert packed_tile((4, 49, 240), 2, (0, 1), None) == {2: 8, 1: 7}     # 49 rows: no 2-vector row tile
     assert packed_tile((1, 64, 56, 56), 1, (2, 3), None) == {1: 8, 3: 8}  # 8 × 1 = 4 × 2: one vector
+    assert packed_tile((1, 128, 28, 28), 1, (2, 3), None, reductions=3) == {1: 8, 3: 7}  # convs: one vector
 
 
 def test_two_vector_dense_tiles_pack_their_weights_in_blocks_of_two_vectors():

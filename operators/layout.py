@@ -291,15 +291,14 @@ def maxpool_blocked_torch(attrs, x):
 
 def maxpool_blocked_onnx(attrs, ins, out, ctx):
     """Unblock, a plain MaxPool, block again."""
-    from onnx import helper
+    from operators.pool import maxpool_node
 
     xs = ctx.shape(ins[0])
     x, y = ctx.fresh("x_nchw"), ctx.fresh("y_nchw")
-    kernel, strides, pads, dilations, out_sp, _ = _maxpool_blocked_parts(attrs, TensorType(xs))
-    n, cb, *_, b = xs
-    pool = helper.make_node("MaxPool", [x], [y], kernel_shape=list(kernel), strides=list(strides), pads=list(pads),
-                            dilations=list(dilations), ceil_mode=int(bool(attrs.get("ceil_mode", 0))))
-    return _onnx_from_blocked(ins[0], x, xs, ctx) + [pool] + _onnx_to_blocked(y, out, (n, cb * b, *out_sp), b, ctx)
+    n, cb, h, w, b = xs
+    out_sp = _maxpool_blocked_parts(attrs, TensorType(xs))[4]
+    return (_onnx_from_blocked(ins[0], x, xs, ctx) + [maxpool_node(attrs, x, y, (n, cb * b, h, w))]
+            + _onnx_to_blocked(y, out, (n, cb * b, *out_sp), b, ctx))
 
 
 register_op(OpDef(

@@ -96,12 +96,17 @@ def maxpool_torch(attrs, x):
     return _torch_window(x, pads, ends, out, float("-inf"), lambda t: fn(t, kernel, strides, 0, dilations))
 
 
-def maxpool_onnx(attrs, ins, out, ctx):
+def maxpool_node(attrs, x: str, out: str, shape: tuple[int, ...]):
+    """The ONNX MaxPool of ``x`` (an NCHW-like tensor of ``shape``) into ``out``."""
     from onnx import helper
 
-    kernel, strides, pads, dilations, ceil, _, _ = _pool_parts("maxpool", attrs, TensorType(ctx.shape(ins[0])), True)
-    return [helper.make_node("MaxPool", list(ins), [out], kernel_shape=list(kernel), strides=list(strides),
-                             pads=list(pads), dilations=list(dilations), ceil_mode=int(ceil))]
+    kernel, strides, pads, dilations, ceil, _, _ = _pool_parts("maxpool", attrs, TensorType(tuple(shape)), True)
+    return helper.make_node("MaxPool", [x], [out], kernel_shape=list(kernel), strides=list(strides),
+                            pads=list(pads), dilations=list(dilations), ceil_mode=int(ceil))
+
+
+def maxpool_onnx(attrs, ins, out, ctx):
+    return [maxpool_node(attrs, ins[0], out, ctx.shape(ins[0]))]
 
 
 register_op(OpDef(

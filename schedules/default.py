@@ -299,7 +299,7 @@ BLOCK_TILES = ((2, 4), (3, 4))
 #   7-column blocked convs of the three bench models, 1.02–1.35× as fast as a 1-block × 7-column row, none slower;
 # * 14 columns take 2 × 5 (3 tiles, one column wasted): on the 9 distinct 14-column blocked convs of ResNet-18
 #   and MobileNetV2, against 4 blocks × 2 columns, 1.26× (ResNet-18's 256-channel 3×3 conv), 1.39× (its strided
-#   one) and 0.97–1.20× on the 1×1 convs. Four weight vectors per two columns re-read the weights from L2 too
+#   one) and 0.97–1.18× on the 1×1 convs. Four weight vectors per two columns re-read the weights from L2 too
 #   often; 2 × 4 (two wasted columns) lost to 4 × 2 on most 1×1 convs, and 2 × 6 or 4 × 3 (12 accumulators +
 #   weights + a broadcast: more than AVX2's 16 registers) lost to all.
 RAGGED_TILES = ((2, 4), (2, 5))

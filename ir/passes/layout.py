@@ -119,6 +119,14 @@ def _blocked(graph: Graph, block: int, exclude: frozenset[str]) -> tuple[Graph, 
             blocked[name] = twin
         return blocked[name]
 
+    def emit_twin(node: Node, op: str, ins, attrs) -> str:
+        """The blocked twin of ``node`` (op ``op`` on blocked ``ins``), joined to its inputs' region."""
+        twin = fresh(f"{node.name}_nchw{block}c")
+        out.append(Node(twin, op, tuple(ins), _blocked_type(node.type, block), attrs))
+        blocked[node.name] = twin
+        join(twin, ins)
+        return twin
+
     def blockable_elementwise(node: Node) -> bool:
         if not get_op(node.op).elementwise or len(node.shape) < 3 or node.shape[1] % block:
             return False
@@ -137,12 +145,8 @@ def _blocked(graph: Graph, block: int, exclude: frozenset[str]) -> tuple[Graph, 
     for node in graph.nodes:
         kind = _conv_kind(nodes_by, node, block, graph.params) if node.name not in exclude else None
         if kind is not None:
-            if kind == "stem":  # reads NCHW as it is (its channels fill no block), writes the blocked layout
-                x = node.inputs[0]
-                if x in blocked:
-                    need_nchw(x)
-            else:
-                x = need_blocked(node.inputs[0])
+            # a stem reads its NCHW input as it is (its channels fill no block, so it never has a blocked twin)
+            x = node.inputs[0] if kind == "stem" else need_blocked(node.inputs[0])
             w_name = fresh(f"{node.name}_w_nchw{block}c")
             params[w_name] = _pack_weight(graph.params[node.inputs[1]], kind, block)
             ins = [x, w_name]
@@ -153,30 +157,15 @@ def _blocked(graph: Graph, block: int, exclude: frozenset[str]) -> tuple[Graph, 
                 out.append(Node(b_name, CONSTANT, (), TensorType(params[b_name].shape, node.dtype)))
                 ins.append(b_name)
             attrs = {k: v for k, v in node.attr_dict.items() if k in ("strides", "pads", "dilations")}
-            twin = fresh(f"{node.name}_nchw{block}c")
             op = "dwconv2d_nchwc" if kind == "depthwise" else "conv2d_nchwc"
-            out.append(Node(twin, op, tuple(ins), _blocked_type(node.type, block), attrs))
-            blocked[node.name] = twin
-            join(twin, ins)
-            convs[twin] = node.name
+            convs[emit_twin(node, op, ins, attrs)] = node.name
         elif node.op in BLOCKED_TWINS and len(node.shape) == 4 and node.inputs[0] in blocked:
-            twin = fresh(f"{node.name}_nchw{block}c")
-            x = blocked[node.inputs[0]]
-            out.append(Node(twin, BLOCKED_TWINS[node.op], (x,), _blocked_type(node.type, block), node.attrs))
-            blocked[node.name] = twin
-            join(twin, (x,))
+            emit_twin(node, BLOCKED_TWINS[node.op], (blocked[node.inputs[0]],), node.attrs)
         elif blockable_concat(node):  # along channels, every part whole blocks: a concat of the blocked tensors
-            ins = tuple(need_blocked(i) for i in node.inputs)
-            twin = fresh(f"{node.name}_nchw{block}c")
-            out.append(Node(twin, "concat", ins, _blocked_type(node.type, block), {"axis": 1}))
-            blocked[node.name] = twin
-            join(twin, ins)
+            emit_twin(node, "concat", [need_blocked(i) for i in node.inputs], {"axis": 1})
         elif node.op not in (CONSTANT, INPUT) and blockable_elementwise(node):
-            ins = tuple(i if nodes_by[i].op == CONSTANT else need_blocked(i) for i in node.inputs)
-            twin = fresh(f"{node.name}_nchw{block}c")
-            out.append(Node(twin, node.op, ins, _blocked_type(node.type, block), node.attrs))
-            blocked[node.name] = twin
-            join(twin, ins)
+            ins = [i if nodes_by[i].op == CONSTANT else need_blocked(i) for i in node.inputs]
+            emit_twin(node, node.op, ins, node.attrs)
         else:
             for i in node.inputs:
                 if i in blocked:

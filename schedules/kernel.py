@@ -15,7 +15,7 @@ import sympy
 
 from ir.instruction import idiv, imod
 from ir.registry import get_op
-from schedules.default import VECTOR_LANES, block_axis, rowwise_kernel
+from schedules.default import VECTOR_LANES, block_axis, rowwise_kernel, window_rows
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class KernelShape:
     block_axis: int | None = None                # another axis only the packed constant reads (default.block_axis)
     lanes_ready: bool = False                    # the innermost axis is a blocked layout's lane axis (plain_last)
     rowwise: bool = False                        # per-row stages over the last axis (default.rowwise_kernel)
+    window: int = 0                              # rows of a small window's tile (default.window_rows), 0: none
 
 
 def _coef(expr: sympy.Expr, axis: sympy.Symbol) -> float:
@@ -93,10 +94,13 @@ def kernel_shape(workload) -> KernelShape:
                                tuple(tuple(1.0 if a == ax else 0.0 for a in axes_) for ax in main_stage.axes),
                                itemsize))
         packed, prefer, options = _packing(workload, anchor_instr, main_stage)
+        lanes_ready = plain_last(main_stage) and unit_stride_last(main_stage)
+        window = 0 if prefer or lanes_ready else \
+            window_rows(main_stage.shape, main_stage.reduce_shape, unit_stride_last(main_stage))
         return KernelShape("reduction", main, main_stage.shape, main_stage.reduce_shape,
                            reuse_axes(main_stage), producers, epilogue, tuple(blocks), tuple(accesses),
-                           workload.flops, packed, prefer, block_axis(options, packed),
-                           plain_last(main_stage) and unit_stride_last(main_stage), rowwise_kernel(extents))
+                           workload.flops, packed, prefer, block_axis(options, packed), lanes_ready,
+                           rowwise_kernel(extents), window)
     out_shape = tuple(nodes[workload.group.output].shape) or (1,)
     return KernelShape("injective", blocks[-1], out_shape, (), (), (), (), tuple(blocks), (), workload.flops)
 

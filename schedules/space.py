@@ -181,11 +181,15 @@ class ScheduleSpace:
                 default_tile[a] = _default.row_factor(ext[a], default_tile[-1])
         # small windows (depthwise, pooling): schedules.default leaves the tile to LLVM ("light"), except on a
         # blocked layout's lane axis, where it tiles them and reads through the padding
+        # small windows (depthwise, pooling) over rows of whole vectors get a few rows × one vector instead
+        # (default.schedule_window: the whole window inside, the column loop out of the fused parallel one)
         small = math.prod(sh.reduce) <= _default.SMALL_REDUCTION
-        light = not sh.prefer_packed and small and not sh.lanes_ready
+        light = not sh.prefer_packed and small and not sh.lanes_ready and not sh.window
         through_pad = small and sh.lanes_ready
         if light:
             default_tile = [1] * n
+        if sh.window:
+            default_tile = [1] * (n - 2) + [sh.window, VECTOR_LANES]
         # as schedules.default._finish_tiled: no epilogue and the lanes along the output's last axis → accumulate
         # in the output
         in_output = not sh.epilogue and (not sh.prefer_packed or sh.packed[0] == n - 1)
@@ -197,15 +201,18 @@ class ScheduleSpace:
         # as schedules.default._finish_tiled: accumulating in the output, the innermost reduction is unrolled in steps
         steps = _default.reduction_steps(sh.reduce[-1]) if in_output and not light and sh.reduce else 1
         for j, e in enumerate(sh.reduce):
-            knobs.append(Knob(f"r{j}", divisors(e), steps if j == len(sh.reduce) - 1 else 1))
+            default = e if sh.window else steps if j == len(sh.reduce) - 1 else 1
+            knobs.append(Knob(f"r{j}", divisors(e), default))
         work = math.prod(ext) * math.prod(sh.reduce)
-        knobs += [Knob("fuse_last", (1, 0), 0 if light and n > 1 else 1), Knob("order", ("MR", "RM", "RRM"), "MR"),
-                  Knob("acc", ("outer", "inner", "none"), "none" if light or in_output else "outer"),
+        windowed = light or bool(sh.window)
+        knobs += [Knob("fuse_last", (1, 0), 0 if windowed and n > 1 else 1),
+                  Knob("order", ("MR", "RM", "RRM"), "MR"),
+                  Knob("acc", ("outer", "inner", "none"), "none" if windowed or in_output else "outer"),
                   Knob("par", (0, 1), int(work >= PARALLEL_MIN_WORK)), Knob("vec", (0, 1), 0 if light else 1),
                   Knob("unroll", (0, 1, 2), 0 if light else 2 if steps > 1 else 1),
                   Knob("auto_unroll", (0, 16, 64), 0)]
         if sh.epilogue:
-            knobs.append(Knob("epi", ("fuse", "root"), "root" if light else "fuse"))
+            knobs.append(Knob("epi", ("fuse", "root"), "root" if windowed else "fuse"))
         if sh.producers:
             knobs.append(Knob("pad", ("root", "at", "inline"), "inline" if through_pad else "root"))
         if sh.packed is not None:

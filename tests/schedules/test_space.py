@@ -23,6 +23,9 @@ WORKLOADS = {
     "conv": ("conv", [(1, 8, 10, 10), (16, 8, 3, 3), (16,)], {"pads": (1, 1, 1, 1)}, ("relu",)),
     "conv_s2": ("conv", [(1, 8, 11, 11), (16, 8, 3, 3)], {"strides": (2, 2)}, ()),
     "depthwise": ("conv", [(1, 16, 10, 10), (16, 1, 3, 3)], {"pads": (1, 1, 1, 1), "groups": 16}, ()),
+    # stride-1 windows over rows of whole vectors: a tile of a few rows × one vector (default.schedule_window)
+    "depthwise_rows": ("conv", [(1, 4, 12, 16), (4, 1, 3, 3), (4,)], {"pads": (1, 1, 1, 1), "groups": 4}, ("relu",)),
+    "maxpool_s1_rows": ("maxpool", [(1, 2, 6, 8)], {"kernel": (3, 3), "pads": (1, 1, 1, 1)}, ()),
     "dense": ("dense", [(4, 64), (32, 64), (32,)], {}, ("relu",)),
     # 28 rows: 7 rows of one vector are 7 accumulators, 4 rows of two vectors are 8 (the tile takes two vectors)
     "dense_rows": ("dense", [(1, 28, 24), (32, 24), (32,)], {}, ()),
@@ -196,6 +199,28 @@ def test_ragged_register_tiles_compute_every_column():
     assert plain.vector_axis(spatial) == 3
     assert plain.repair(spatial.replace(s3=(1, 3)))["s3"][1] in (1, 2, 5, 10)
     assert plain.repair(spatial.replace(s2=(1, 3)))["s2"] == (1, 3)
+
+
+def test_stride_one_windows_get_a_row_tile_and_strided_ones_stay_light():
+    """Depthwise convs and pools whose rows fill whole vectors and are read with stride 1 get a tile of a few rows ×
+    one vector, the column loop outside the parallel one; the result matches the unscheduled kernel. Strided windows
+    (a stride-2 pool) and rows that fill no whole vector keep the light schedule."""
+    from schedules.default import VECTOR_LANES, WINDOW_ROWS
+
+    for name, rows in (("depthwise_rows", 4), ("maxpool_s1_rows", 2)):
+        w = workload(name)
+        func, hint = w.lower()
+        assert rows in WINDOW_ROWS and space_for(w).shape.window == rows
+        text = default_schedule(func, hint).mod.script()
+        assert f"T.vectorized({VECTOR_LANES})" in text and f"T.unroll({rows})" in text
+        rng = np.random.default_rng(3)
+        inputs = [rng.standard_normal(t.shape).astype("float32") for t in w.input_types()]
+        want = run(tvm.IRModule({"main": func}), inputs, w.output_type().shape)
+        got = run(default_schedule(func, hint).mod, inputs, w.output_type().shape)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    for name in ("maxpool", "depthwise"):  # stride 2; 10 columns
+        assert space_for(workload(name)).shape.window == 0
+        assert space_for(workload(name)).default()["vec"] == 0
 
 
 def test_fused_epilogue_rows_are_unrolled():

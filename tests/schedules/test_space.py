@@ -223,6 +223,34 @@ def test_stride_one_windows_get_a_row_tile_and_strided_ones_stay_light():
         assert space_for(workload(name)).default()["vec"] == 0
 
 
+@pytest.mark.parametrize("shapes, lanes, tail", [
+    (((2, 4, 8), (2, 8, 36)), 16, "32, 36"),  # 4 rows × 2 vectors (8 accumulators), a 4-lane tail
+    (((2, 14, 8), (2, 8, 20)), 8, "16, 20"),  # 7 rows × 1 vector (7 accumulators, more than 2 rows × 2)
+    (((3, 7, 6), (3, 6, 9)), 8, None),        # a one-column tail, left scalar
+])
+def test_rows_that_fill_no_whole_vectors_split_into_whole_vectors_and_a_tail(shapes, lanes, tail):
+    """A matmul whose output rows are not a multiple of the vector width runs whole vectors plus one tail (not a
+    vector as wide as a divisor of the row); every column is computed once, as the unscheduled kernel does. The
+    search space does not offer that partition yet, so the tuner measures the default schedule as a point of its
+    own (``default_matches`` is False)."""
+    from schedules.default import VECTOR_LANES
+
+    if VECTOR_LANES != 8:
+        pytest.skip("the cases are sized for 8-lane vectors")
+    w = workload_from_op("matmul", list(shapes), constant_weights=False)
+    func, hint = w.lower()
+    text = default_schedule(func, hint).mod.script()
+    assert f"T.vectorized({lanes})" in text
+    assert text.count("T.vectorized(") == (4 if tail else 2)  # init and update of each part
+    assert tail is None or f"T.vectorized({tail})" in text
+    rng = np.random.default_rng(4)
+    inputs = [rng.standard_normal(t.shape).astype("float32") for t in w.input_types()]
+    want = run(tvm.IRModule({"main": func}), inputs, w.output_type().shape)
+    np.testing.assert_allclose(run(default_schedule(func, hint).mod, inputs, w.output_type().shape), want,
+                               rtol=1e-4, atol=1e-4)
+    assert not default_matches(w)
+
+
 def test_fused_epilogue_rows_are_unrolled():
     """Each vector row of the tile carries a long dependent chain (sigmoid's exp): unrolled rows overlap."""
     w = workload("conv_nchwc_sigmoid")

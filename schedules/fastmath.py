@@ -66,27 +66,60 @@ def fast_exp(x):
     return _let(x, F32, _exp_of_var)
 
 
+def _exp_poly(r):
+    """e^r on |r| ≤ ln2/2."""
+    p = _c(_EXP_POLY[0])
+    for coeff in _EXP_POLY[1:]:
+        p = p * r + _c(coeff)
+    return p * r * r + r + _c(1.0)
+
+
+def _reduced(xc, body_of):
+    """``body_of(n, r)`` with ``xc = n·ln2 + r`` (n a whole float32, |r| ≤ ln2/2), each bound once."""
+    def with_n(n):
+        return _let(xc - n * _c(_LN2_HI) - n * _c(_LN2_LO), F32, lambda r: body_of(n, r))
+    return _let(tirx.floor(xc * _c(1.4426950408889634) + _c(0.5)), F32, with_n)
+
+
 def _exp_of_var(x):
     # clamped to the finite range; the selects below restore inf / 0 / NaN outside it
     xc = tirx.max(tirx.min(x, _c(_EXP_HI)), _c(_EXP_LO))
 
-    def with_n(n):
-        def with_r(r):
-            p = _c(_EXP_POLY[0])
-            for coeff in _EXP_POLY[1:]:
-                p = p * r + _c(coeff)
-            p = p * r * r + r + _c(1.0)
+    def body(n, r):
+        p = _exp_poly(r)
 
-            # 2^n as two halves: n reaches 128 and -126 at the ends, one power of two would leave the normal range
-            def with_ni(ni):
-                half = tirx.shift_right(ni, tirx.const(1, "int32"))
-                return p * _pow2(half) * _pow2(ni - half)
-            y = _let(tirx.Cast("int32", n), "int32", with_ni)
-            y = tirx.Select(x > _c(_EXP_HI), _c(float("inf")), y)
-            y = tirx.Select(x < _c(_EXP_LO), _c(0.0), y)
-            return tirx.Select(tirx.isnan(x), x, y)  # NaN: min/max above would have replaced it by a bound
-        return _let(xc - n * _c(_LN2_HI) - n * _c(_LN2_LO), F32, with_r)
-    return _let(tirx.floor(xc * _c(1.4426950408889634) + _c(0.5)), F32, with_n)
+        # 2^n as two halves: n reaches 128 and -126 at the ends, one power of two would leave the normal range
+        def with_ni(ni):
+            half = tirx.shift_right(ni, tirx.const(1, "int32"))
+            return p * _pow2(half) * _pow2(ni - half)
+        y = _let(tirx.Cast("int32", n), "int32", with_ni)
+        y = tirx.Select(x > _c(_EXP_HI), _c(float("inf")), y)
+        y = tirx.Select(x < _c(_EXP_LO), _c(0.0), y)
+        return tirx.Select(tirx.isnan(x), x, y)  # NaN: min/max above would have replaced it by a bound
+    return _reduced(xc, body)
+
+
+# 1 + e^x as a denominator: n stays within [-125, 127] over the clamped range, so 2^n is one power of two
+_DEN_HI, _DEN_LO = 88.0, -87.0
+
+
+def fast_one_plus_exp(x):
+    """1 + e^x for a float32 TIR expression that is divided by — 1/(1 + e^−x) of sigmoid and SiLU — at fewer
+    instructions than ``1 + fast_exp(x)``: below −87, 1 + e^x rounds to 1 whatever e^x is, so that end needs no
+    select, and with x clamped to [−87, 88] 2^n is one power of two. Above 88 the denominator is +∞ (the quotient
+    is then 0 or below 4e-39 in magnitude anyway; SiLU(−∞) stays NaN, as in PyTorch); NaN stays NaN."""
+    if not _is_f32(x):
+        return te.exp(x) + 1.0
+
+    def of(v):
+        xc = tirx.max(tirx.min(v, _c(_DEN_HI)), _c(_DEN_LO))
+
+        def body(n, r):
+            y = _c(1.0) + _exp_poly(r) * _pow2(tirx.Cast("int32", n))
+            y = tirx.Select(v > _c(_DEN_HI), _c(float("inf")), y)
+            return tirx.Select(tirx.isnan(v), v, y)
+        return _reduced(xc, body)
+    return _let(x, F32, of)
 
 
 def fast_tanh(x):

@@ -16,7 +16,7 @@ from ir.graph import CONSTANT, Graph, Node
 from ir.instruction import Instruction, idiv, imod
 from ir.registry import get_op
 from schedules.default import MainHint
-from schedules.fastmath import fast_erf, fast_exp, fast_tanh
+from schedules.fastmath import fast_erf, fast_exp, fast_one_plus_exp, fast_tanh
 from schedules.tvm_env import tvm
 
 te = tvm.te
@@ -99,6 +99,15 @@ class _Translator:
     def const(self, value) -> "tirx.PrimExpr":
         return tirx.const(float(value), self.dtype)
 
+    def denominator(self, e: sympy.Expr):
+        """A divisor: ``1 + exp(u)`` (sigmoid, SiLU) through :func:`fast_one_plus_exp`, which only a quotient may
+        use (it does not restore exp's overflow), anything else as :meth:`data`."""
+        if isinstance(e, sympy.Add) and len(e.args) == 2 and sympy.S.One in e.args:
+            (other,) = [a for a in e.args if a != sympy.S.One]
+            if isinstance(other, sympy.exp):
+                return fast_one_plus_exp(self.data(other.args[0]))
+        return self.data(e)
+
     def data(self, e: sympy.Expr):
         """A tensor-valued expression in ``self.dtype``."""
         if isinstance(e, sympy.Indexed):
@@ -125,12 +134,12 @@ class _Translator:
                     num.append(a)
             out = self._fold(lambda a, b: a * b, [self.data(a) for a in num]) if num else self.const(1)
             for d in den:
-                out = out / self.data(d)
+                out = out / self.denominator(d)
             return out
         if isinstance(e, sympy.Pow):
             base, exp = e.args
             if exp == -1:
-                return self.const(1) / self.data(base)
+                return self.const(1) / self.denominator(base)
             if exp.is_Integer and 2 <= int(exp) <= 4:
                 b = self.data(base)
                 return self._fold(lambda x, y: x * y, [b] * int(exp))

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from schedules.fastmath import fast_erf, fast_exp, fast_tanh
+from schedules.fastmath import fast_erf, fast_exp, fast_one_plus_exp, fast_tanh
 from schedules.tvm_env import host_target, tvm
 
 te = tvm.te
@@ -72,3 +72,37 @@ def test_nested_and_repeated_uses_compile():
     got = _run(lambda v: fast_tanh(fast_erf(v)) + fast_exp(fast_exp(v * 0.1)) * fast_exp(v * 0.5), x)
     want = np.tanh(np.vectorize(math.erf)(x)) + np.exp(np.exp(x * 0.1)) * np.exp(x * 0.5)
     np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+
+
+def test_one_plus_exp_as_a_denominator_gives_sigmoid_and_silu():
+    """Sigmoid and SiLU through fast_one_plus_exp: within 3 float32 ulp of the float64 value, or 1e-36 absolute
+    where the true result is below that; saturating at both ends, SiLU(−∞) NaN as in PyTorch, NaN kept."""
+    x = np.concatenate([_grid(-120.0, 120.0), np.array([-1e30, 1e30, 0.0, 87.5, 88.5, -87.5, -88.5], np.float32)])
+    xd = x.astype(np.float64)
+    with np.errstate(over="ignore"):
+        refs = (1.0 / (1.0 + np.exp(-xd)), xd / (1.0 + np.exp(-xd)))
+    for fn, ref in zip((lambda v: 1.0 / fast_one_plus_exp(-v), lambda v: v / fast_one_plus_exp(-v)), refs):
+        got = _run(fn, x).astype(np.float64)
+        ulp = np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
+        assert np.all(np.abs(got - ref) <= 3 * ulp + 1e-36)
+    special = np.array([np.inf, -np.inf, np.nan, 0.0], np.float32)
+    sig = _run(lambda v: 1.0 / fast_one_plus_exp(-v), special)
+    assert sig[0] == 1.0 and sig[1] == 0.0 and np.isnan(sig[2]) and sig[3] == 0.5
+    silu = _run(lambda v: v / fast_one_plus_exp(-v), special)
+    assert silu[0] == np.inf and np.isnan(silu[1]) and np.isnan(silu[2]) and silu[3] == 0.0
+
+
+def test_sigmoid_and_silu_lower_through_the_bounded_denominator():
+    """The lowering spots 1/(1 + exp(u)) in sigmoid's and SiLU's instructions (and nowhere else): one select
+    fewer than exp's three, and one power of two."""
+    import sympy
+
+    from schedules.lowering import _Translator
+
+    a = te.placeholder((8,), "float32", name="A")
+    x = sympy.IndexedBase("A")[sympy.Symbol("i")]
+    env = {"A": a, sympy.Symbol("i"): tvm.tirx.const(0, "int32")}
+    text = lambda e: str(_Translator(env, "float32").data(e))  # noqa: E731
+    for bounded in (1 / (1 + sympy.exp(-x)), x / (1 + sympy.exp(-x))):
+        assert text(bounded).count("T.Select") == 2
+    assert text(sympy.log(1 + sympy.exp(x))).count("T.Select") == 3  # softplus keeps the guarded exp

@@ -39,6 +39,7 @@ WORKLOADS = {
     # per-row stages over the last axis: the row-wise strategy (one parallel loop over rows, rfactor reductions)
     "softmax_rows": ("softmax", [(3, 2, 40)], {"axis": -1}, ()),
     "softmax_ragged_rows": ("softmax", [(3, 2, 44)], {"axis": -1}, ()),  # 44 = 5 vectors of 8 + a 4-lane tail
+    "softmax_odd_rows": ("softmax", [(2, 3, 49)], {"axis": -1}, ()),  # 49 tokens: 7 partial results per row
     "layernorm": ("layernorm", [(2, 6, 24), (24,), (24,)], {"axis": -1, "epsilon": 1e-5}, ()),
     # blocked NCHW8c convs: weights already blocked (no re-layout), a 2-block × 4-column register tile
     "conv_nchwc": ("conv2d_nchwc", [(1, 2, 6, 8, 8), (4, 2, 3, 3, 8, 8), (4, 8)], {"pads": (1, 1, 1, 1)},
@@ -264,7 +265,7 @@ def test_fused_epilogue_rows_are_unrolled():
         assert (tvm.tirx.ForKind.UNROLLED in kinds[:-1]) == unrolled, kinds
 
 
-@pytest.mark.parametrize("name", ["softmax_rows", "softmax_ragged_rows", "layernorm"])
+@pytest.mark.parametrize("name", ["softmax_rows", "softmax_ragged_rows", "softmax_odd_rows", "layernorm"])
 def test_row_wise_kernels_get_one_parallel_loop_over_rows(name):
     from schedules.default import VECTOR_LANES
 
@@ -278,6 +279,8 @@ def test_row_wise_kernels_get_one_parallel_loop_over_rows(name):
     assert text.count("T.parallel(") <= 1 and "_rf" in text  # reductions split into vector partial results
     if name == "softmax_ragged_rows":  # per-element stages: whole vectors, then the 4-element tail as one vector
         assert f"T.vectorized({VECTOR_LANES})" in text and "T.vectorized(4)" in text
+    if name == "softmax_odd_rows" and VECTOR_LANES == 8:  # 7 partial results; 6 whole vectors and a 1-element tail
+        assert "T.vectorized(7)" in text and "T.vectorized(8)" in text
     # the "tiled" alternative repairs to a real point of the ordinary space
     tiled = space.repair(space.default().replace(rows="tiled"))
     assert tiled["rows"] == "tiled" and space.is_valid(tiled)

@@ -244,13 +244,14 @@ def schedule_vector_tail(sch: Schedule, block, row_axis: int | None) -> None:
     parts = sch.loop_partition(spatial[-1], [whole, None])
     for k, part in enumerate(parts):
         piece = sch.get_child_blocks(part)[0]
-        own = sch.get_loops(piece)[-(2 + len(inner) + len(reduce)) + 1:]  # part, row tile, reductions
+        own = sch.get_loops(piece)[-(1 + len(inner) + len(reduce)):]  # the part's columns, row tile, reductions
         columns, tile, red = own[0], own[1:1 + len(inner)], own[1 + len(inner):]
-        if k == 0:
+        if k == 0:  # whole vectors: a loop over them outside the reductions
             columns, vector = sch.split(columns, [None, lanes])
-        else:
+            sch.reorder(columns, *red, *tile, vector)
+        else:  # the tail: one part vector
             vector = columns
-        sch.reorder(*red, *tile, vector) if k else sch.reorder(columns, *red, *tile, vector)
+            sch.reorder(*red, *tile, vector)
         for lp in tile:
             sch.unroll(lp)
         if _extents(sch, [vector])[0] > 1:

@@ -101,7 +101,8 @@ class _Translator:
 
     def denominator(self, e: sympy.Expr):
         """A divisor: ``1 + exp(u)`` (sigmoid, SiLU) through :func:`fast_one_plus_exp`, which only a quotient may
-        use (it does not restore exp's overflow), anything else as :meth:`data`."""
+        use: it is +∞ from u = 88 on, where 1 + e^u is still finite (a quotient changes by less than 4e-39 of its
+        numerator; a log of it would not be finite). Anything else as :meth:`data`."""
         if isinstance(e, sympy.Add) and len(e.args) == 2 and sympy.S.One in e.args:
             (other,) = [a for a in e.args if a != sympy.S.One]
             if isinstance(other, sympy.exp):

@@ -180,9 +180,9 @@ class ScheduleSpace:
                 a = max(cands, key=lambda a: ext[a])
                 default_tile[a] = _default.row_factor(ext[a], default_tile[-1])
         # small windows (depthwise, pooling): schedules.default leaves the tile to LLVM ("light"), except on a
-        # blocked layout's lane axis, where it tiles them and reads through the padding
-        # small windows (depthwise, pooling) over rows of whole vectors get a few rows × one vector instead
-        # (default.schedule_window: the whole window inside, the column loop out of the fused parallel one)
+        # blocked layout's lane axis, where it tiles them and reads through the padding, and on stride-1 rows of
+        # whole vectors, which get a few rows × one vector (default.schedule_window: the whole window inside the
+        # tile's loops, the column loop out of the fused parallel one)
         small = math.prod(sh.reduce) <= _default.SMALL_REDUCTION
         light = not sh.prefer_packed and small and not sh.lanes_ready and not sh.window
         through_pad = small and sh.lanes_ready
@@ -201,8 +201,8 @@ class ScheduleSpace:
         # as schedules.default._finish_tiled: accumulating in the output, the innermost reduction is unrolled in steps
         steps = _default.reduction_steps(sh.reduce[-1]) if in_output and not light and sh.reduce else 1
         for j, e in enumerate(sh.reduce):
-            default = e if sh.window else steps if j == len(sh.reduce) - 1 else 1
-            knobs.append(Knob(f"r{j}", divisors(e), default))
+            inner = e if sh.window else steps if j == len(sh.reduce) - 1 else 1
+            knobs.append(Knob(f"r{j}", divisors(e), inner))
         work = math.prod(ext) * math.prod(sh.reduce)
         windowed = light or bool(sh.window)
         knobs += [Knob("fuse_last", (1, 0), 0 if windowed and n > 1 else 1),

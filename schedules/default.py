@@ -82,6 +82,13 @@ def _iter_kinds(sch: Schedule, block) -> list[int]:
     return [int(iv.iter_type) for iv in sch.get(block).iter_vars]
 
 
+def _loops_by_kind(sch: Schedule, block) -> tuple[list, list]:
+    """(spatial loops, reduction loops) of a block, each in nest order."""
+    loops = sch.get_loops(block)
+    kinds = _iter_kinds(sch, block)
+    return [lp for lp, k in zip(loops, kinds) if k == 0], [lp for lp, k in zip(loops, kinds) if k != 0]
+
+
 def _extents(sch: Schedule, loops) -> list[int]:
     out = []
     for lp in loops:
@@ -152,8 +159,7 @@ def _reduce_points(sch: Schedule, block) -> int:
 def schedule_light(sch: Schedule, block) -> None:
     """Parallel outer spatial loops only; the rest is left to LLVM, which vectorized small-window reductions
     (depthwise 3×3, pooling) better than an explicit tile here, especially with strided windows."""
-    kinds = _iter_kinds(sch, block)
-    spatial = [lp for lp, k in zip(sch.get_loops(block), kinds) if k == 0]
+    spatial, _ = _loops_by_kind(sch, block)
     if len(spatial) > 1 and _work(sch, block) >= PARALLEL_MIN_WORK:
         outer = spatial[:-1]
         sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
@@ -180,10 +186,7 @@ def schedule_window(sch: Schedule, block, rows: int) -> None:
     unrolled around it by LLVM (its loops innermost but for the tile), the accumulators in the output. The fused
     parallel loop stops at the row axis and the column loop runs inside it: fused in as well, the kernel ran
     1.5–1.6× slower (its loads then recompute a column index by division)."""
-    kinds = _iter_kinds(sch, block)
-    loops = sch.get_loops(block)
-    spatial = [lp for lp, k in zip(loops, kinds) if k == 0]
-    reduce = [lp for lp, k in zip(loops, kinds) if k != 0]
+    spatial, reduce = _loops_by_kind(sch, block)
     outer, tile = list(spatial[:-2]), []
     if rows > 1:
         o, i = sch.split(spatial[-2], [None, rows])
@@ -224,10 +227,7 @@ def schedule_vector_tail(sch: Schedule, block, row_axis: int | None) -> None:
     :func:`tail_tile` rows (along ``row_axis``) — instead of a vector as wide as a divisor of the row (7 lanes of 8).
     The accumulators are the output itself (no epilogue). Timed side by side (2 threads) against the 7-lane tile:
     MobileViT-XXS's 4×4×196×196 Q·Kᵀ 1.84× as fast (4 rows × 2 vectors), its 49-token one 1.25× (7 × 1)."""
-    kinds = _iter_kinds(sch, block)
-    loops = sch.get_loops(block)
-    spatial = [lp for lp, k in zip(loops, kinds) if k == 0]
-    reduce = [lp for lp, k in zip(loops, kinds) if k != 0]
+    spatial, reduce = _loops_by_kind(sch, block)
     ext = _extents(sch, spatial)
     rows, vecs = tail_tile(ext[row_axis], ext[-1]) if row_axis is not None else (1, min(2, ext[-1] // VECTOR_LANES))
     outer, inner = list(spatial[:-1]), []
@@ -266,10 +266,7 @@ def schedule_reduction(sch: Schedule, block, reuse_axes: tuple[int, ...] = (), e
     the registers allow (blocked layouts, where that axis is the next contiguous one) instead of the longest one
     by 8/4/2. ``vector_tail``: rows read contiguously that fill no whole number of vectors are partitioned into
     whole vectors and a tail (:func:`schedule_vector_tail`) when no epilogue follows."""
-    kinds = _iter_kinds(sch, block)
-    loops = sch.get_loops(block)
-    spatial = [lp for lp, k in zip(loops, kinds) if k == 0]
-    reduce = [lp for lp, k in zip(loops, kinds) if k != 0]
+    spatial, reduce = _loops_by_kind(sch, block)
     ext = _extents(sch, spatial)
     if not spatial:
         return
@@ -378,9 +375,7 @@ def packed_choice(sch: Schedule, block, hint: MainHint | None):
     """(vector axis, param index, dim) for the packed strategy, or None when no constant input allows it."""
     if hint is None or not hint.packable:
         return None
-    kinds = _iter_kinds(sch, block)
-    spatial_ext = [e for e, k in zip(_extents(sch, sch.get_loops(block)), kinds) if k == 0]
-    return pick_packed(hint.packable, spatial_ext, hint.unit_stride_last)
+    return pick_packed(hint.packable, _block_extents(sch, block)[0], hint.unit_stride_last)
 
 
 def pick_packed(options, ext, unit_stride_last: bool):
@@ -471,10 +466,7 @@ def schedule_packed(sch: Schedule, block, hint: MainHint, choice, epilogue=None)
     a row of outputs (the innermost other spatial axis), with blocked weights times a few output-channel blocks,
     forms the register tile (:func:`packed_tile`). Returns the packing record."""
     axis, param, dim = choice
-    kinds = _iter_kinds(sch, block)
-    loops = sch.get_loops(block)
-    spatial = [lp for lp, k in zip(loops, kinds) if k == 0]
-    reduce = [lp for lp, k in zip(loops, kinds) if k != 0]
+    spatial, reduce = _loops_by_kind(sch, block)
     ext = _extents(sch, spatial)
     factors = packed_tile(ext, axis, hint.reuse_axes, block_axis(hint.packable, choice), len(reduce))
     lanes = factors[axis]  # the constant is packed in blocks of the tile's lanes (one or two vectors)

@@ -150,12 +150,14 @@ def _apply_reduction(sch: Schedule, shape: KernelShape, p: Point) -> set[str]:
     attached = p["par"] or p["acc"] != "none" or fuse_epi or p.get("pad") == "at" or p["auto_unroll"] or tile
     if not attached:  # nothing hangs off the outer loops (an untiled small window): leave them as they are
         fused, head = None, outer
-    elif p.get("fuse_last", 1) or len(outer) == 1:
+    elif p.get("fuse_last", 1) == 1 or len(outer) == 1:
         fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
         head = [fused]
-    else:  # the last axis' outer loop stays out of the fused (parallel) loop
-        fused = sch.fuse(*outer[:-1]) if len(outer) > 2 else outer[0]
-        head = [fused, outer[-1]]
+    else:  # the last one or two axes' outer loops stay out of the fused (parallel) loop
+        apart = min(2 if p["fuse_last"] == 2 else 1, len(outer) - 1)
+        joined = outer[:len(outer) - apart]
+        fused = sch.fuse(*joined) if len(joined) > 1 else joined[0]
+        head = [fused, *outer[len(outer) - apart:]]
     if p["par"]:
         sch.parallel(fused)
     inner_attach = p["acc"] == "inner" and bool(mid)

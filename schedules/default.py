@@ -295,14 +295,29 @@ def schedule_reduction(sch: Schedule, block, reuse_axes: tuple[int, ...] = (), e
                 outer_loops.append(lp)
         else:
             outer_loops.append(lp)
-    _finish_tiled(sch, block, outer_loops, reduce, tile, epilogue)
+    columns = _extents(sch, outer_loops[tile_axis:tile_axis + 1])[0] if tile_axis is not None else 1
+    _finish_tiled(sch, block, outer_loops, reduce, tile, epilogue,
+                  serial=window_serial_loops(len(spatial), tile_axis, columns, row_tile, _reduce_points(sch, block)))
 
 
-def _finish_tiled(sch: Schedule, block, outer_loops, reduce, tile, epilogue, in_output: bool = True) -> None:
-    """Reduction loops outside the register tile, outer loops fused (parallel), accumulators in the output itself
-    when ``in_output`` (the vector lanes run along its contiguous last axis) and no epilogue reads them, else in a
-    local buffer. Accumulating in the output, the innermost reduction loop is split into unrolled steps of
-    :data:`REDUCTION_UNROLL` when it divides."""
+def window_serial_loops(n_spatial: int, tile_axis: int | None, column_tiles: int, row_tile: bool,
+                        reduce_points: int) -> int:
+    """Outer loops left out of the fused parallel loop: a blocked small window's (depthwise conv, pool on
+    NCHW[x]c) column-tile loop and the lane axis after it, as :func:`schedule_window` does for plain rows. Fused in,
+    the column index of every load and padding test is recomputed by division: MobileNetV2's blocked depthwise
+    convs ran 1.5–3× slower that way, timed side by side (2 threads), the most at 112×112 and 56×56."""
+    if not row_tile or reduce_points > SMALL_REDUCTION or n_spatial < 3 or tile_axis != n_spatial - 2 or \
+            column_tiles < 2:
+        return 0
+    return 2
+
+
+def _finish_tiled(sch: Schedule, block, outer_loops, reduce, tile, epilogue, in_output: bool = True,
+                  serial: int = 0) -> None:
+    """Reduction loops outside the register tile, outer loops fused (parallel) but for the last ``serial``,
+    accumulators in the output itself when ``in_output`` (the vector lanes run along its contiguous last axis) and
+    no epilogue reads them, else in a local buffer. Accumulating in the output, the innermost reduction loop is
+    split into unrolled steps of :data:`REDUCTION_UNROLL` when it divides."""
     r_inner = []
     if epilogue is None and in_output and reduce:
         steps = reduction_steps(_extents(sch, reduce[-1:])[0])
@@ -310,15 +325,18 @@ def _finish_tiled(sch: Schedule, block, outer_loops, reduce, tile, epilogue, in_
             o, i = sch.split(reduce[-1], [None, steps])
             reduce, r_inner = [*reduce[:-1], o], [i]
     sch.reorder(*outer_loops, *reduce, *r_inner, *[lp for _, lp in tile])
-    fused = sch.fuse(*outer_loops) if len(outer_loops) > 1 else outer_loops[0]
+    serial = min(serial, len(outer_loops) - 1)
+    joined = outer_loops[:len(outer_loops) - serial]
+    fused = sch.fuse(*joined) if len(joined) > 1 else joined[0]
+    attach = outer_loops[-1] if serial else fused
     depth = len(sch.get_loops(block)) - len(reduce) - len(r_inner) - len(tile)  # loops shared with the epilogue
     if _work(sch, block) >= PARALLEL_MIN_WORK:
         sch.parallel(fused)
     if epilogue is not None:
-        epilogue(sch, block, fused, depth)
+        epilogue(sch, block, attach, depth)
     elif not in_output:  # lanes across a strided output axis: a local tile, transposed on the way out
         cw = sch.cache_write(block, 0, "local")
-        sch.reverse_compute_at(cw, fused)
+        sch.reverse_compute_at(cw, attach)
         _vectorize_innermost(sch, cw, depth)
     # else the tile accumulates in the output itself: a local accumulator copied out after each tile was slower
     # on each of 8 epilogue-free kernels timed side by side (the bench models' matmuls and two 1×1 convs, the

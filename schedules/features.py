@@ -88,7 +88,8 @@ def _reduction_features(f: dict, sh: KernelShape, p: Point, lanes: int, cores: i
     rin = [p[f"r{j}"] for j in range(nr)]
     rout = [e // r for e, r in zip(sh.reduce, rin)]
     order, acc = p["order"], p["acc"]
-    outer = math.prod(outers) // (outers[-1] if not p.get("fuse_last", 1) and n > 1 else 1)
+    apart = {1: 0, 0: 1, 2: 2}[p.get("fuse_last", 1)] if n > 1 else 0  # outer loops left out of the fused one
+    outer = math.prod(outers[:n - min(apart, n - 1)])
     f.update(log_outer=_log(outer), log_mid=_log(math.prod(mids)), log_tile=_log(math.prod(tiles)),
              log_rin=_log(math.prod(rin)), log_rout=_log(math.prod(rout)))
     f[f"order_{order}"] = 1.0

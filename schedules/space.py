@@ -12,7 +12,8 @@ extents, producers, epilogue); :class:`ScheduleSpace` turns that into knobs:
 ``acc``          accumulator: ``none`` (accumulate in the output) / cache_write + reverse_compute_at at the
                  fused ``outer`` loop or at the ``inner``-most mid loop
 ``par``          parallelize the fused outer spatial loops
-``fuse_last``    1: the last axis' outer loop joins that fused loop · 0: it stays a loop of its own inside it
+``fuse_last``    1: the last axis' outer loop joins that fused loop · 0: it stays a loop of its own inside it ·
+                 2: the last two axes' outer loops do (a blocked layout's column tiles and its lane axis)
 ``vec``          vectorize the innermost register-tile loop (innermost spatial axis)
 ``unroll``       0 none · 1 unroll the other register-tile loops (and a fused epilogue's rows) · 2 also the inner
                  reduction loops
@@ -205,7 +206,11 @@ class ScheduleSpace:
             knobs.append(Knob(f"r{j}", divisors(e), inner))
         work = math.prod(ext) * math.prod(sh.reduce)
         windowed = light or bool(sh.window)
-        knobs += [Knob("fuse_last", (1, 0), 0 if windowed and n > 1 else 1),
+        # as schedules.default.window_serial_loops: a blocked small window's column tile loop and lane loop (2)
+        tile_axis = max(cands) if not sh.prefer_packed and cands and sh.lanes_ready else None
+        columns = ext[tile_axis] // default_tile[tile_axis] if tile_axis is not None else 1
+        serial = _default.window_serial_loops(n, tile_axis, columns, sh.lanes_ready, math.prod(sh.reduce))
+        knobs += [Knob("fuse_last", (1, 0, 2) if n > 2 else (1, 0), serial or (0 if windowed and n > 1 else 1)),
                   Knob("order", ("MR", "RM", "RRM"), "MR"),
                   Knob("acc", ("outer", "inner", "none"), "none" if windowed or in_output else "outer"),
                   Knob("par", (0, 1), int(work >= PARALLEL_MIN_WORK)), Knob("vec", (0, 1), 0 if light else 1),

@@ -45,6 +45,9 @@ WORKLOADS = {
     "conv_nchwc": ("conv2d_nchwc", [(1, 2, 6, 8, 8), (4, 2, 3, 3, 8, 8), (4, 8)], {"pads": (1, 1, 1, 1)},
                    ("relu",)),
     "dwconv_nchwc": ("dwconv2d_nchwc", [(1, 2, 8, 8, 8), (2, 3, 3, 8), (2, 8)], {"pads": (1, 1, 1, 1)}, ("relu",)),
+    # two column tiles of 8: the column loop and the lane loop stay out of the parallel one (fuse_last 2)
+    "dwconv_nchwc_cols": ("dwconv2d_nchwc", [(1, 2, 4, 16, 8), (2, 3, 3, 8), (2, 8)], {"pads": (1, 1, 1, 1)},
+                          ("relu",)),
     # 7 columns: no (blocks × columns) tile divides them, so the default tile is ragged (the last one partial)
     "conv_nchwc_7col": ("conv2d_nchwc", [(1, 2, 5, 7, 8), (4, 2, 3, 3, 8, 8), (4, 8)], {"pads": (1, 1, 1, 1)},
                         ("relu",)),
@@ -251,6 +254,29 @@ def test_rows_that_fill_no_whole_vectors_split_into_whole_vectors_and_a_tail(sha
                                rtol=1e-4, atol=1e-4)
     assert not default_matches(w)
 
+
+
+def test_blocked_depthwise_keeps_its_column_tiles_out_of_the_parallel_loop():
+    """A blocked depthwise conv's parallel loop runs over (batch, channel block, row) only; its column-tile loop (and
+    the lane axis after it) runs inside, in the default schedule and in the space's default point (fuse_last 2). It
+    matches the unscheduled kernel, and a point with every loop fused still compiles and matches."""
+    w = workload_from_op("dwconv2d_nchwc", [(1, 2, 16, 32, 8), (2, 3, 3, 8), (2, 8)], {"pads": (1, 1, 1, 1)},
+                         ("relu",))
+    func, hint = w.lower()
+    space = space_for(w)
+    assert space.default()["fuse_last"] == 2 and default_matches(w)
+    sch = default_schedule(func, hint)
+    conv = sch.get_sblock("n0_conv_update")
+    loops = sch.get_loops(conv)
+    kinds = [tvm.tirx.ForKind(int(sch.get(lp).kind)) for lp in loops]
+    extents = [int(sch.get(lp).extent) for lp in loops]
+    assert kinds[0] == tvm.tirx.ForKind.PARALLEL and extents[0] == 2 * 16, (kinds, extents)
+    assert extents[1:3] == [32 // 8, 1] and kinds[1] == tvm.tirx.ForKind.SERIAL, (kinds, extents)
+    rng = np.random.default_rng(5)
+    inputs = [rng.standard_normal(t.shape).astype("float32") for t in w.input_types()]
+    want = run(tvm.IRModule({"main": func}), inputs, w.output_type().shape)
+    for mod in (sch.mod, space.apply(func, space.default().replace(fuse_last=1)).mod):
+        np.testing.assert_allclose(run(mod, inputs, w.output_type().shape), want, rtol=1e-4, atol=1e-4)
 
 def test_fused_epilogue_rows_are_unrolled():
     """Each vector row of the tile carries a long dependent chain (sigmoid's exp): unrolled rows overlap."""

@@ -206,10 +206,15 @@ class ScheduleSpace:
             knobs.append(Knob(f"r{j}", divisors(e), inner))
         work = math.prod(ext) * math.prod(sh.reduce)
         windowed = light or bool(sh.window)
-        # as schedules.default.window_serial_loops: a blocked small window's column tile loop and lane loop (2)
-        tile_axis = max(cands) if not sh.prefer_packed and cands and sh.lanes_ready else None
-        columns = ext[tile_axis] // default_tile[tile_axis] if tile_axis is not None else 1
-        serial = _default.window_serial_loops(n, tile_axis, columns, sh.lanes_ready, math.prod(sh.reduce))
+        # as schedules.default.columns_apart: a tile along a blocked layout's rows keeps its column-tile loop and
+        # lane loop (2) out of the fused one
+        if sh.prefer_packed:
+            blocked_rows = sh.lanes_ready and sh.packed[0] == n - 1 and default_tile[-1] == ext[-1] and \
+                n > 2 and default_tile[-2] > 1
+        else:
+            blocked_rows = sh.lanes_ready and bool(cands) and max(cands) == n - 2 and default_tile[-1] == ext[-1]
+        columns = -(-ext[-2] // default_tile[-2]) if n > 2 else 1
+        serial = 2 if blocked_rows and n > 2 and columns >= 2 else 0
         knobs += [Knob("fuse_last", (1, 0, 2) if n > 2 else (1, 0), serial or (0 if windowed and n > 1 else 1)),
                   Knob("order", ("MR", "RM", "RRM"), "MR"),
                   Knob("acc", ("outer", "inner", "none"), "none" if windowed or in_output else "outer"),

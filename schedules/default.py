@@ -6,7 +6,8 @@ loops and vectorized inner loops:
 * the *main* block (the largest reduction) gets a register tile: the innermost spatial loop is split into vector
   lanes, one more spatial loop that some input does not depend on (so its loads are reused across the tile) is split
   into an unrolled tile, the reduction loops move outside the tile, the accumulators live in a local buffer when an
-  epilogue follows (else in the output), and the outer spatial loops are fused and run in parallel;
+  epilogue follows (else in the output), and the outer spatial loops are fused and run in parallel but for a
+  tile's column loop along output rows, which runs inside (:func:`columns_apart`);
 * a small window (depthwise conv, pool) gets a tile of a few rows × one vector when its rows fill whole vectors
   and are read contiguously, else ("light") only its outer loops run in parallel and LLVM vectorizes the rest;
 * elementwise epilogues of the main block (bias, activation, residual add) are computed inside its parallel loop,
@@ -296,21 +297,22 @@ def schedule_reduction(sch: Schedule, block, reuse_axes: tuple[int, ...] = (), e
         else:
             outer_loops.append(lp)
     _finish_tiled(sch, block, outer_loops, reduce, tile, epilogue,
-                  serial=columns_apart(outer_loops, sch, row_tile and tile_axis == len(spatial) - 2))
+                  serial=columns_apart(outer_loops, sch, tile_axis if row_tile else None))
 
 
-def columns_apart(outer_loops, sch: Schedule, blocked_rows: bool) -> int:
-    """Outer loops left out of the fused parallel loop: 2 (the column-tile loop and the lane axis after it) when the
-    register tile runs along a blocked layout's rows (NCHW[x]c: the lanes are the whole last axis, the columns the
-    one before) over at least two column tiles, as :func:`schedule_window` does for plain rows. Fused in, each load and
-    padding test recomputes its column index by division. Timed side by side (2 threads), apart against fused:
-    MobileNetV2's blocked depthwise convs 1.35–3.1× as fast, its 1×1 convs 1.04–2.5× (most where the reduction is
-    short), its 3×3 stem 2.2×; ResNet-18's convs 0.96–1.36× (1.2× on its 7×7 stem, level on the long reductions
-    over 14 and 7 columns)."""
-    if not blocked_rows or len(outer_loops) < 3:
+def columns_apart(outer_loops, sch: Schedule, row_axis: int | None) -> int:
+    """How many trailing outer loops stay out of the fused parallel loop: the column-tile loop of a register tile
+    that runs along output rows (``row_axis``) and the loops after it (a blocked layout's lane axis), when there
+    are at least two column tiles and every loop after them is a single iteration; else 0. As
+    :func:`schedule_window` does for plain rows: fused in, each load and padding test recomputes its column index
+    by division. Timed side by side (2 threads), apart against fused: MobileNetV2's blocked depthwise convs
+    1.35–3.1× as fast, its blocked 1×1 convs 1.04–2.5× (most where the reduction is short), its 3×3 stem 2.2×;
+    ResNet-18's convs 0.96–1.36× (1.2× on its 7×7 stem, level on the long reductions over 14 and 7 columns); NCHW
+    1×1 convs with packed weights 1.42–1.61×, NCHW 3×3 convs 1.03–1.04×."""
+    if row_axis is None or row_axis == 0 or len(outer_loops) - row_axis > 2:
         return 0
-    columns, lanes = _extents(sch, outer_loops[-2:])
-    return 2 if columns >= 2 and lanes == 1 else 0
+    ext = _extents(sch, outer_loops[row_axis:])
+    return len(ext) if ext[0] >= 2 and all(e == 1 for e in ext[1:]) else 0
 
 
 def _finish_tiled(sch: Schedule, block, outer_loops, reduce, tile, epilogue, in_output: bool = True,
@@ -470,6 +472,13 @@ def packed_tile(ext, axis: int, reuse_axes, block: int | None, reductions: int =
     return tile
 
 
+def packed_row(factors: dict[int, int], axis: int, block: int | None) -> int | None:
+    """The row axis of :func:`packed_tile`'s register tile (the tiled axis besides the lanes and the channel
+    blocks), None if it has none."""
+    rows = [a for a, f in factors.items() if a not in (axis, block) and f > 1]
+    return rows[0] if rows else None
+
+
 def _with_arity(fn, rank: int):
     """transform_layout wants a callable with one named parameter per dimension (an IndexMap object built with
     IndexMap.from_func fails its iterator analysis here), so wrap a variadic function."""
@@ -508,10 +517,8 @@ def schedule_packed(sch: Schedule, block, hint: MainHint, choice, epilogue=None)
         else:
             outer.append(lp)
     tile.sort(key=lambda t: t[0] == "vector")  # the vector lanes innermost, the unrolled loops in axis order
-    blocked_rows = hint.plain_last and hint.unit_stride_last and axis == len(spatial) - 1 and \
-        factors[axis] == ext[axis] and len(spatial) - 2 in factors
     _finish_tiled(sch, block, outer, reduce, tile, epilogue, in_output=axis == len(spatial) - 1,
-                  serial=columns_apart(outer, sch, blocked_rows))
+                  serial=columns_apart(outer, sch, packed_row(factors, axis, block_axis(hint.packable, choice))))
     return None if already_blocked else [param, dim, lanes]
 
 

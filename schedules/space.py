@@ -206,16 +206,18 @@ class ScheduleSpace:
             knobs.append(Knob(f"r{j}", divisors(e), inner))
         work = math.prod(ext) * math.prod(sh.reduce)
         windowed = light or bool(sh.window)
-        # as schedules.default.columns_apart: a tile along a blocked layout's rows keeps its column-tile loop and
-        # lane loop (2) out of the fused one
+        # as schedules.default.columns_apart: a tile along output rows keeps its column-tile loop (0), and a blocked
+        # layout's lane loop after it (2), out of the fused one
         if sh.prefer_packed:
-            blocked_rows = sh.lanes_ready and sh.packed[0] == n - 1 and default_tile[-1] == ext[-1] and \
-                n > 2 and default_tile[-2] > 1
+            row = next((a for a in range(n) if default_tile[a] > 1 and a not in (sh.packed[0], sh.block_axis)), None)
         else:
-            blocked_rows = sh.lanes_ready and bool(cands) and max(cands) == n - 2 and default_tile[-1] == ext[-1]
-        columns = -(-ext[-2] // default_tile[-2]) if n > 2 else 1
-        serial = 2 if blocked_rows and n > 2 and columns >= 2 else 0
-        knobs += [Knob("fuse_last", (1, 0, 2) if n > 2 else (1, 0), serial or (0 if windowed and n > 1 else 1)),
+            row = max(cands) if sh.lanes_ready and cands and not light and not sh.window else None
+        outer_ext = [-(-e // t) for e, t in zip(ext, default_tile)]
+        apart = n - row if row and n - row <= 2 and outer_ext[row] >= 2 and \
+            all(e == 1 for e in outer_ext[row + 1:]) else 0
+        serial = {1: 0, 2: 2}.get(apart)
+        knobs += [Knob("fuse_last", (1, 0, 2) if n > 2 else (1, 0),
+                       serial if serial is not None else 0 if windowed and n > 1 else 1),
                   Knob("order", ("MR", "RM", "RRM"), "MR"),
                   Knob("acc", ("outer", "inner", "none"), "none" if windowed or in_output else "outer"),
                   Knob("par", (0, 1), int(work >= PARALLEL_MIN_WORK)), Knob("vec", (0, 1), 0 if light else 1),

@@ -256,27 +256,33 @@ def test_rows_that_fill_no_whole_vectors_split_into_whole_vectors_and_a_tail(sha
 
 
 
-def test_blocked_depthwise_keeps_its_column_tiles_out_of_the_parallel_loop():
-    """A blocked depthwise conv's parallel loop runs over (batch, channel block, row) only; its column-tile loop (and
-    the lane axis after it) runs inside, in the default schedule and in the space's default point (fuse_last 2). It
-    matches the unscheduled kernel, and a point with every loop fused still compiles and matches."""
-    w = workload_from_op("dwconv2d_nchwc", [(1, 2, 16, 32, 8), (2, 3, 3, 8), (2, 8)], {"pads": (1, 1, 1, 1)},
-                         ("relu",))
+@pytest.mark.parametrize("op, shapes, block, fuse_last, parallel, apart", [
+    # blocked depthwise: parallel over (batch, channel block, row); the column tiles and the lane axis inside
+    ("dwconv2d_nchwc", [(1, 2, 16, 32, 8), (2, 3, 3, 8), (2, 8)], "n0_conv_update", 2, 2 * 16, [32 // 8, 1]),
+    # NCHW 1×1 conv, weights packed by 8 output channels: parallel over (batch, channel tile, row)
+    ("conv", [(1, 16, 8, 32), (32, 16, 1, 1), (32,)], "n0_conv_update", 0, 32 // 8 * 8, [32 // 8]),
+])
+def test_tiles_along_rows_keep_their_column_loop_out_of_the_parallel_loop(op, shapes, block, fuse_last, parallel,
+                                                                         apart):
+    """A register tile along output rows runs its column-tile loop (and a blocked layout's lane loop) inside the
+    parallel loop, in the default schedule and in the space's default point. It matches the unscheduled kernel, and
+    a point with every loop fused still compiles and matches."""
+    w = workload_from_op(op, shapes, {"pads": (1, 1, 1, 1)} if op == "dwconv2d_nchwc" else {}, ("relu",))
     func, hint = w.lower()
     space = space_for(w)
-    assert space.default()["fuse_last"] == 2 and default_matches(w)
+    assert space.default()["fuse_last"] == fuse_last and default_matches(w)
     sch = default_schedule(func, hint)
-    conv = sch.get_sblock("n0_conv_update")
-    loops = sch.get_loops(conv)
+    loops = sch.get_loops(sch.get_sblock(block))
     kinds = [tvm.tirx.ForKind(int(sch.get(lp).kind)) for lp in loops]
     extents = [int(sch.get(lp).extent) for lp in loops]
-    assert kinds[0] == tvm.tirx.ForKind.PARALLEL and extents[0] == 2 * 16, (kinds, extents)
-    assert extents[1:3] == [32 // 8, 1] and kinds[1] == tvm.tirx.ForKind.SERIAL, (kinds, extents)
+    assert kinds[0] == tvm.tirx.ForKind.PARALLEL and extents[0] == parallel, (kinds, extents)
+    assert extents[1:1 + len(apart)] == apart and kinds[1] == tvm.tirx.ForKind.SERIAL, (kinds, extents)
     rng = np.random.default_rng(5)
     inputs = [rng.standard_normal(t.shape).astype("float32") for t in w.input_types()]
     want = run(tvm.IRModule({"main": func}), inputs, w.output_type().shape)
     for mod in (sch.mod, space.apply(func, space.default().replace(fuse_last=1)).mod):
         np.testing.assert_allclose(run(mod, inputs, w.output_type().shape), want, rtol=1e-4, atol=1e-4)
+
 
 def test_fused_epilogue_rows_are_unrolled():
     """Each vector row of the tile carries a long dependent chain (sigmoid's exp): unrolled rows overlap."""

@@ -308,7 +308,7 @@ def columns_apart(outer_loops, sch: Schedule, row_axis: int | None) -> int:
     by division. Timed side by side (2 threads), apart against fused: MobileNetV2's blocked depthwise convs
     1.35–3.1× as fast, its blocked 1×1 convs 1.04–2.5× (most where the reduction is short), its 3×3 stem 2.2×;
     ResNet-18's convs 0.96–1.36× (1.2× on its 7×7 stem, level on the long reductions over 14 and 7 columns); NCHW
-    1×1 convs with packed weights 1.42–1.61×, NCHW 3×3 convs 1.03–1.04×."""
+    1×1 convs with packed weights 1.05–1.70×, NCHW 3×3 convs 1.00–1.04×."""
     if row_axis is None or row_axis == 0 or len(outer_loops) - row_axis > 2:
         return 0
     ext = _extents(sch, outer_loops[row_axis:])

@@ -15,7 +15,7 @@ import math
 from schedules.default import (PACKING_ATTR, _extents, _is_reduction, _try, _vectorize_innermost, _with_arity,
                                schedule_injective, schedule_reduction, schedule_rowwise)
 from schedules.kernel import KernelShape
-from schedules.space import Point
+from schedules.space import FUSE_LAST_APART, Point
 from schedules.tvm_env import tvm
 
 Schedule = tvm.s_tir.Schedule
@@ -150,11 +150,8 @@ def _apply_reduction(sch: Schedule, shape: KernelShape, p: Point) -> set[str]:
     attached = p["par"] or p["acc"] != "none" or fuse_epi or p.get("pad") == "at" or p["auto_unroll"] or tile
     if not attached:  # nothing hangs off the outer loops (an untiled small window): leave them as they are
         fused, head = None, outer
-    elif p.get("fuse_last", 1) == 1 or len(outer) == 1:
-        fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
-        head = [fused]
-    else:  # the last one or two axes' outer loops stay out of the fused (parallel) loop
-        apart = min(2 if p["fuse_last"] == 2 else 1, len(outer) - 1)
+    else:  # the outer loops of the last FUSE_LAST_APART[fuse_last] axes stay out of the fused (parallel) loop
+        apart = min(FUSE_LAST_APART[p.get("fuse_last", 1)], len(outer) - 1)
         joined = outer[:len(outer) - apart]
         fused = sch.fuse(*joined) if len(joined) > 1 else joined[0]
         head = [fused, *outer[len(outer) - apart:]]

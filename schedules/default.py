@@ -297,21 +297,22 @@ def schedule_reduction(sch: Schedule, block, reuse_axes: tuple[int, ...] = (), e
         else:
             outer_loops.append(lp)
     _finish_tiled(sch, block, outer_loops, reduce, tile, epilogue,
-                  serial=columns_apart(outer_loops, sch, tile_axis if row_tile else None))
+                  serial=columns_apart(_extents(sch, outer_loops), tile_axis if row_tile else None))
 
 
-def columns_apart(outer_loops, sch: Schedule, row_axis: int | None) -> int:
-    """How many trailing outer loops stay out of the fused parallel loop: the column-tile loop of a register tile
-    that runs along output rows (``row_axis``) and the loops after it (a blocked layout's lane axis), when there
-    are at least two column tiles and every loop after them is a single iteration; else 0. As
+def columns_apart(outer_extents, row_axis: int | None) -> int:
+    """How many trailing outer loops (of ``outer_extents``, one per spatial axis) stay out of the fused parallel
+    loop: the column-tile loop of a register tile that runs along output rows (``row_axis``) and the loops after it
+    (a blocked layout's lane axis), when there are at least two column tiles and every loop after them is a single
+    iteration; else 0. As
     :func:`schedule_window` does for plain rows: fused in, each load and padding test recomputes its column index
     by division. Timed side by side (2 threads), apart against fused: MobileNetV2's blocked depthwise convs
     1.35–3.1× as fast, its blocked 1×1 convs 1.04–2.5× (most where the reduction is short), its 3×3 stem 2.2×;
     ResNet-18's convs 0.96–1.36× (1.2× on its 7×7 stem, level on the long reductions over 14 and 7 columns); NCHW
     1×1 convs with packed weights 1.05–1.70×, NCHW 3×3 convs 1.00–1.04×."""
-    if row_axis is None or row_axis == 0 or len(outer_loops) - row_axis > 2:
+    if not row_axis or len(outer_extents) - row_axis > 2:
         return 0
-    ext = _extents(sch, outer_loops[row_axis:])
+    ext = list(outer_extents[row_axis:])
     return len(ext) if ext[0] >= 2 and all(e == 1 for e in ext[1:]) else 0
 
 
@@ -518,7 +519,8 @@ def schedule_packed(sch: Schedule, block, hint: MainHint, choice, epilogue=None)
             outer.append(lp)
     tile.sort(key=lambda t: t[0] == "vector")  # the vector lanes innermost, the unrolled loops in axis order
     _finish_tiled(sch, block, outer, reduce, tile, epilogue, in_output=axis == len(spatial) - 1,
-                  serial=columns_apart(outer, sch, packed_row(factors, axis, block_axis(hint.packable, choice))))
+                  serial=columns_apart(_extents(sch, outer),
+                                       packed_row(factors, axis, block_axis(hint.packable, choice))))
     return None if already_blocked else [param, dim, lanes]
 
 

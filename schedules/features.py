@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from schedules.kernel import Access, KernelShape, kernel_shape
-from schedules.space import Point
+from schedules.space import FUSE_LAST_APART, Point
 
 L1_BYTES = 32 * 1024
 L2_BYTES = 512 * 1024
@@ -88,7 +88,7 @@ def _reduction_features(f: dict, sh: KernelShape, p: Point, lanes: int, cores: i
     rin = [p[f"r{j}"] for j in range(nr)]
     rout = [e // r for e, r in zip(sh.reduce, rin)]
     order, acc = p["order"], p["acc"]
-    apart = {1: 0, 0: 1, 2: 2}[p.get("fuse_last", 1)] if n > 1 else 0  # outer loops left out of the fused one
+    apart = FUSE_LAST_APART[p.get("fuse_last", 1)] if n > 1 else 0
     outer = math.prod(outers[:n - min(apart, n - 1)])
     f.update(log_outer=_log(outer), log_mid=_log(math.prod(mids)), log_tile=_log(math.prod(tiles)),
              log_rin=_log(math.prod(rin)), log_rout=_log(math.prod(rout)))

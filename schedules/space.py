@@ -60,6 +60,7 @@ MAX_ACC_ELEMS = 4096      # local accumulator tile (16 KB of fp32; bigger ones t
 MAX_UNROLLED = 256        # explicitly unrolled statements (LLVM compile time grows with it)
 RAGGED_INNER = (3, 4, 5)  # register-tile factors allowed where they do not divide the axis (mid 1, last tile
                           # under a predicate): 7- and 14-column rows, see schedules.default.RAGGED_TILES
+FUSE_LAST_APART = {1: 0, 0: 1, 2: 2}  # fuse_last → trailing outer loops kept out of the fused (parallel) one
 
 
 # ---- points --------------------------------------------------------------------------------------------------
@@ -209,15 +210,13 @@ class ScheduleSpace:
         # as schedules.default.columns_apart: a tile along output rows keeps its column-tile loop (0), and a blocked
         # layout's lane loop after it (2), out of the fused one
         if sh.prefer_packed:
-            row = next((a for a in range(n) if default_tile[a] > 1 and a not in (sh.packed[0], sh.block_axis)), None)
+            row = _default.packed_row(dict(enumerate(default_tile)), sh.packed[0], sh.block_axis)
         else:
-            row = max(cands) if sh.lanes_ready and cands and not light and not sh.window else None
-        outer_ext = [-(-e // t) for e, t in zip(ext, default_tile)]
-        apart = n - row if row and n - row <= 2 and outer_ext[row] >= 2 and \
-            all(e == 1 for e in outer_ext[row + 1:]) else 0
-        serial = {1: 0, 2: 2}.get(apart)
-        knobs += [Knob("fuse_last", (1, 0, 2) if n > 2 else (1, 0),
-                       serial if serial is not None else 0 if windowed and n > 1 else 1),
+            row = max(cands) if sh.lanes_ready and cands else None
+        apart = _default.columns_apart([-(-e // t) for e, t in zip(ext, default_tile)], row)
+        fuse_last = next(k for k, a in FUSE_LAST_APART.items() if a == apart) if apart else \
+            0 if windowed and n > 1 else 1
+        knobs += [Knob("fuse_last", (1, 0, 2) if n > 2 else (1, 0), fuse_last),
                   Knob("order", ("MR", "RM", "RRM"), "MR"),
                   Knob("acc", ("outer", "inner", "none"), "none" if windowed or in_output else "outer"),
                   Knob("par", (0, 1), int(work >= PARALLEL_MIN_WORK)), Knob("vec", (0, 1), 0 if light else 1),

@@ -255,7 +255,6 @@ def test_rows_that_fill_no_whole_vectors_split_into_whole_vectors_and_a_tail(sha
     assert not default_matches(w)
 
 
-
 @pytest.mark.parametrize("op, shapes, block, fuse_last, parallel, apart", [
     # blocked depthwise: parallel over (batch, channel block, row); the column tiles and the lane axis inside
     ("dwconv2d_nchwc", [(1, 2, 16, 32, 8), (2, 3, 3, 8), (2, 8)], "n0_conv_update", 2, 2 * 16, [32 // 8, 1]),

@@ -2,6 +2,7 @@
 with a per-kernel profile of nacos that shows what limits it.
 
     python bench/models_vs_runtimes.py --json OUT.json [--small] [--trials N] [--db PATH] [--models a,b] [--nchw-too]
+        [--apart-too] [--isolated]
 
 For each model (bench/models.py: seeded random weights, 224×224 or 32×32 with ``--small``) the three runtimes
 are built from the same ONNX export (PyTorch runs the module itself), checked against onnxruntime (max abs error
@@ -29,7 +30,8 @@ def op_kind(graph, kernel) -> str:
     """A kernel's leading op, with depthwise and pointwise convolutions told apart (they bound differently)."""
     node = graph.node_map[kernel.nodes[0]]
     if node.op == "dwconv2d_nchwc":
-        return "conv depthwise"
+        anchors = [n for n in kernel.nodes[1:] if graph.node_map[n].op == "conv2d_nchwc"]
+        return "depthwise → 1×1 chain" if anchors else "conv depthwise"  # schedules.fusion.CHAINS
     if node.op not in ("conv", "conv2d_nchwc"):
         return node.op
     attrs = dict(node.attrs)
@@ -80,14 +82,14 @@ def profile_model(onnx_bytes: bytes, db: str | None, top: int) -> dict:
 
 
 def bench(name: str, small: bool, trials: int, db: str | None, rounds: int, top: int, threads: int | None,
-          nchw_too: bool = False, isolated: bool = False) -> dict:
+          nchw_too: bool = False, isolated: bool = False, apart_too: bool = False) -> dict:
     from nacos.benchmark import run_bench
 
     size = input_size(small)
     _, _, data = bench_model(name, small)  # the same seeded model run_bench builds for NAME@SIZE
     t0 = time.perf_counter()
     r = run_bench(f"{name}@{size}", db=db, trials=trials, threads=threads, rounds=rounds, relax=False,
-                  nchw_too=nchw_too, isolated=isolated)
+                  nchw_too=nchw_too, isolated=isolated, apart_too=apart_too)
     rt = r["runtimes"]
     med = {k: v.get("median_ms") for k, v in rt.items()}
     out = {
@@ -97,6 +99,7 @@ def bench(name: str, small: bool, trials: int, db: str | None, rounds: int, top:
         "ratio_nacos_over_onnxruntime": med["nacos"] / med["onnxruntime"],
         "ratio_nacos_over_pytorch": med["nacos"] / med["pytorch"],
         "ratio_blocked_over_nchw": med["nacos"] / med["nacos-nchw"] if med.get("nacos-nchw") else None,
+        "ratio_chained_over_apart": med["nacos"] / med["nacos-apart"] if med.get("nacos-apart") else None,
         "ratio_tuned_over_untuned": med["nacos"] / med["nacos-untuned"] if med.get("nacos-untuned") else None,
         "max_abs_err_vs_onnxruntime": {k: v["max_abs_err_vs_onnxruntime"] for k, v in rt.items()},
         "matches": {k: v["matches"] for k, v in rt.items()},
@@ -109,6 +112,8 @@ def bench(name: str, small: bool, trials: int, db: str | None, rounds: int, top:
             out["isolated_ratio_nacos_over_onnxruntime"] = iso["nacos"] / iso["onnxruntime"]
         if iso.get("nacos") and iso.get("pytorch"):
             out["isolated_ratio_nacos_over_pytorch"] = iso["nacos"] / iso["pytorch"]
+        if iso.get("nacos") and iso.get("nacos-apart"):
+            out["isolated_ratio_chained_over_apart"] = iso["nacos"] / iso["nacos-apart"]
     out["profile"] = profile_model(data, out["db"], top)
     # the profile sums kernels timed alone; the gap to the whole-model median is call overhead and interference
     out["profile"]["whole_model_over_sum_of_kernels"] = med["nacos"] / out["profile"]["sum_kernels_ms"]
@@ -165,6 +170,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="threads for every runtime (default: usable cores)")
     p.add_argument("--nchw-too", action="store_true",
                    help="also time nacos without the blocked NCHW[b]c layout (tuned too with --trials)")
+    p.add_argument("--apart-too", action="store_true",
+                   help="also time nacos with each depthwise → 1×1 chain compiled as two kernels (NACOS_CHAINS=0)")
     p.add_argument("--isolated", action="store_true",
                    help="also time each runtime in a process of its own, the others stopped (no shared cores with "
                         "idle thread pools)")
@@ -178,12 +185,16 @@ def main() -> None:
     results = []
     for name in names:
         r = bench(name, args.small, args.trials, args.db, args.rounds, args.top, args.threads, args.nchw_too,
-                  args.isolated)
+                  args.isolated, args.apart_too)
         results.append(r)
         layout = (f", blocked/NCHW layout {r['ratio_blocked_over_nchw']:.2f}"
                   if r["ratio_blocked_over_nchw"] is not None else "")
         tuned = (f", tuned/untuned nacos {r['ratio_tuned_over_untuned']:.2f}"
                  if r["ratio_tuned_over_untuned"] is not None else "")
+        tuned += (f", chained/apart {r['ratio_chained_over_apart']:.2f}"
+                  + (f" (isolated {r['isolated_ratio_chained_over_apart']:.2f})"
+                     if "isolated_ratio_chained_over_apart" in r else "")
+                  if r["ratio_chained_over_apart"] is not None else "")
         iso = (f"; isolated processes: nacos/ORT {r['isolated_ratio_nacos_over_onnxruntime']:.2f}"
                if "isolated_ratio_nacos_over_onnxruntime" in r else "")
         print(f"{name}: nacos/ORT {r['ratio_nacos_over_onnxruntime']:.2f}, nacos/PyTorch "

@@ -52,11 +52,12 @@ def _is_torch_module(obj: Any) -> bool:
     return isinstance(obj, torch.nn.Module)
 
 
-def compile(graph: Graph, target: Any = None, schedules: Any = None, layout: str | None = None):
+def compile(graph: Graph, target: Any = None, schedules: Any = None, layout: str | None = None,
+            chains: bool | None = None):
     """Compile ``graph`` into a runnable :class:`nacos.Compiled` (see :func:`nacos.compiler.compile`)."""
     from nacos.compiler import compile as _compile
 
-    return _compile(graph, target=target, schedules=schedules, layout=layout)
+    return _compile(graph, target=target, schedules=schedules, layout=layout, chains=chains)
 
 
 def inspect(graph: Graph) -> dict:

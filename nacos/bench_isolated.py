@@ -19,7 +19,7 @@ import signal
 import time
 import traceback
 
-RUNTIMES = ("nacos", "nacos-nchw", "onnxruntime", "pytorch")
+RUNTIMES = ("nacos", "nacos-nchw", "nacos-apart", "onnxruntime", "pytorch")
 
 
 def _build(name: str, model: str, input_shapes, seed: int, db: str | None, threads: int):
@@ -27,8 +27,9 @@ def _build(name: str, model: str, input_shapes, seed: int, db: str | None, threa
     from nacos.benchmark import ORT, _nacos_runtime, _ort_session, _torch_runtime, resolve_model
 
     spec = resolve_model(model, input_shapes, seed)
-    if name in ("nacos", "nacos-nchw"):
-        fn = _nacos_runtime(spec, db, 0, {}, lambda msg: None, layout="nchw" if name == "nacos-nchw" else None)
+    if name in ("nacos", "nacos-nchw", "nacos-apart"):
+        fn = _nacos_runtime(spec, db, 0, {}, lambda msg: None, layout="nchw" if name == "nacos-nchw" else None,
+                            chains=False if name == "nacos-apart" else None)
         return lambda: fn(*spec.inputs)
     if name == ORT:
         sess = _ort_session(spec.onnx_bytes, threads)

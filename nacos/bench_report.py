@@ -11,7 +11,8 @@ from pathlib import Path
 ORT = "onnxruntime"
 # fixed colours, so a runtime looks the same in every chart
 COLORS = {"nacos": "#d62728", ORT: "#1f77b4", "pytorch": "#ff7f0e", "relax-untuned": "#7f7f7f",
-          "relax-metaschedule": "#2ca02c", "nacos-untuned": "#f4a6a6", "nacos-nchw": "#9467bd"}
+          "relax-metaschedule": "#2ca02c", "nacos-untuned": "#f4a6a6", "nacos-nchw": "#9467bd",
+          "nacos-apart": "#e377c2"}
 
 
 def fmt_ms(ms: float | None) -> str:

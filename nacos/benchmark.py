@@ -187,8 +187,9 @@ def max_abs_error(got: list, ref: list) -> float:
 
 # ---- the bench ---------------------------------------------------------------------------------------------------
 def _nacos_runtime(spec: BenchModel, db: str | None, trials: int, info: dict, say,
-                   layout: str | None = None) -> Callable:
-    """nacos' compiled model (tuned first with ``trials`` > 0; best schedules from ``db``); fills ``info``."""
+                   layout: str | None = None, chains: bool | None = None) -> Callable:
+    """nacos' compiled model (tuned first with ``trials`` > 0; best schedules from ``db``); fills ``info``.
+    ``chains=False``: depthwise → 1×1 chains compiled as two kernels (:data:`schedules.fusion.CHAINS`)."""
     import nacos
 
     graph = nacos.load(_onnx_model(spec), input_shapes=spec.input_shapes or None)
@@ -204,10 +205,10 @@ def _nacos_runtime(spec: BenchModel, db: str | None, trials: int, info: dict, sa
     if db:
         from schedules.database import Database
 
-        schedules = Database(db).schedules(graph, layout=layout)
+        schedules = Database(db).schedules(graph, layout=layout, chains=chains)
     say(f"compiling {spec.name} with nacos ({len(graph.compute_nodes)} nodes)")
     t0 = time.perf_counter()
-    compiled = nacos.compile(graph, schedules=schedules, layout=layout)
+    compiled = nacos.compile(graph, schedules=schedules, layout=layout, chains=chains)
     info.update(compile_s=round(time.perf_counter() - t0, 2), kernels=len(compiled.kernels),
                 tuned_kernels=getattr(compiled.stats, "tuned", 0), db=db, trials=trials, graph=graph)
     return compiled
@@ -222,11 +223,15 @@ def _onnx_model(spec: BenchModel):
 def run_bench(model: str, db: str | None = None, trials: int = 0, threads: int | None = None,
               metaschedule_trials: int = 0, input_shapes: dict | None = None, rounds: int = 15,
               budget_s: float = 120.0, relax: bool = True, seed: int = 0,
-              progress: Callable[[str], None] | None = None, nchw_too: bool = False, isolated: bool = False) -> dict:
+              progress: Callable[[str], None] | None = None, nchw_too: bool = False, isolated: bool = False,
+              apart_too: bool = False) -> dict:
     """Build every runtime for ``model``, check it against onnxruntime, time them side by side; a JSON-able dict.
 
     ``nchw_too`` adds ``nacos-nchw``: the same model compiled without the blocked layout (tuned for it too when
-    ``trials`` > 0), to show what layout selection is worth. With tuned schedules (``db`` or ``trials``),
+    ``trials`` > 0), to show what layout selection is worth. ``apart_too`` adds ``nacos-apart``: the same model
+    with each depthwise → 1×1 chain compiled as two kernels (:data:`schedules.fusion.CHAINS`; schedules from the
+    same database, which holds no measurements of those kernels apart unless tuned with ``NACOS_CHAINS=0``),
+    to show what the chains are worth. With tuned schedules (``db`` or ``trials``),
     ``nacos-untuned`` — the same graph with the default schedules — is timed too: what the tuning is worth.
 
     ``isolated`` also times nacos, onnxruntime and PyTorch each in a process of its own, the others stopped
@@ -275,6 +280,10 @@ def run_bench(model: str, db: str | None = None, trials: int = 0, threads: int |
         nchw_info: dict = {}
         built["nacos-nchw"] = _nacos_runtime(spec, db, trials, nchw_info, say, layout="nchw")
         nacos_info["nchw"] = {k: v for k, v in nchw_info.items() if k != "graph"}
+    if apart_too:
+        apart_info: dict = {}
+        built["nacos-apart"] = _nacos_runtime(spec, nacos_info.get("db"), 0, apart_info, say, chains=False)
+        nacos_info["apart"] = {k: v for k, v in apart_info.items() if k != "graph"}
     sess = _ort_session(spec.onnx_bytes, threads)
     feed = {i.name: x for i, x in zip(sess.get_inputs(), spec.inputs)}
     built[ORT] = lambda *xs: sess.run(None, feed)

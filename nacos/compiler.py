@@ -36,13 +36,15 @@ class CompileStats:
 
 
 def compile(graph: Graph, target=None, schedules: ScheduleProvider | Mapping | None = None,
-            fuse: bool = True, layout: str | None = None) -> Compiled:
+            fuse: bool = True, layout: str | None = None, chains: bool | None = None) -> Compiled:
     """Compile ``graph`` for ``target`` (default: this CPU with its real mcpu) into a runnable :class:`Compiled`.
 
     ``schedules`` may be a callable ``(group, primfunc) -> IRModule | None`` (e.g. a tuning database's best
     schedules) or a mapping from group output name to a scheduled IRModule; groups it has nothing for get the
     default schedule. ``layout``: ``blocked`` (convolution chains in NCHW[b]c) or ``nchw``; default
     ``NACOS_LAYOUT`` or blocked (:func:`schedules.fusion.kernel_graph`). Inputs and outputs stay NCHW either way.
+    ``chains``: a blocked depthwise conv and the 1×1 conv that alone reads it become one kernel (default
+    ``NACOS_CHAINS`` or on; :data:`schedules.fusion.CHAINS`).
     """
     relax = tvm.relax
     verify(graph)
@@ -51,7 +53,7 @@ def compile(graph: Graph, target=None, schedules: ScheduleProvider | Mapping | N
     tgt = make_target(target)
     stats = CompileStats()
     nodes = graph.node_map
-    groups = partition(graph, fuse=fuse)
+    groups = partition(graph, fuse=fuse, chains=chains)
     stats.groups = len(groups)
 
     bb = relax.BlockBuilder()

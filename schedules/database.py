@@ -163,22 +163,26 @@ class Database:
         return row[0] if row else None
 
     # ---- use in the compiler ---------------------------------------------------------------------------------
-    def schedules(self, graph: Any = None, target: Any = None, layout: str | None = None):
+    def schedules(self, graph: Any = None, target: Any = None, layout: str | None = None,
+                  chains: bool | None = None):
         """A ``schedules=`` provider for :func:`nacos.compiler.compile`: the best measured schedule per group.
 
         With ``graph``, groups are matched by their exact workload; without it, a group's input types are read
         from the PrimFunc's buffers (rank-0 inputs then look like shape (1,) and may not match).
         Groups with no successful measurement get ``None`` (the default schedule). ``layout`` must be the one
-        the model is compiled with (default: :func:`schedules.fusion.default_layout`).
+        the model is compiled with (default: :func:`schedules.fusion.default_layout`), ``chains`` too
+        (:func:`schedules.fusion.partition`).
         """
         from schedules.space import DEFAULT_SCHEDULE, space_for
         from schedules.workload import target_key, workload_from_group, workloads_from_graph
 
         tkey = target_key(target)
-        by_output = {g.output: w for g, w in workloads_from_graph(graph, tkey, layout)} if graph is not None else {}
+        # keyed by the group's nodes: a chain and the 1×1 conv kernel it absorbs write the same output
+        by_nodes = {_members(g): w for g, w in workloads_from_graph(graph, tkey, layout, chains)} \
+            if graph is not None else {}
 
         def provide(group, func):
-            w = by_output.get(group.output) or workload_from_group(group, _func_input_types(func), tkey)
+            w = by_nodes.get(_members(group)) or workload_from_group(group, _func_input_types(func), tkey)
             found = self.best(w)
             if found is None or found[0] == DEFAULT_SCHEDULE:
                 return None  # the compiler's own default schedule
@@ -197,6 +201,10 @@ class Database:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _members(group) -> tuple[str, ...]:
+    return tuple(n.name for n in group.nodes)
 
 
 def _func_input_types(func) -> list:

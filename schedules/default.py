@@ -653,6 +653,13 @@ def default_schedule(func, hint: MainHint | None = None, strategy: str = "auto")
         if tried is not sch:
             return tried
     reductions = [n for n, b in zip(names, blocks) if _is_reduction(sch, b)]
+    if len(reductions) == 2:  # a depthwise → 1×1 chain (schedules.fusion.CHAINS) has its own schedule
+        from schedules.chain import chain_blocks, schedule_chain
+
+        if chain_blocks(sch) is not None:
+            tried = _try(sch, schedule_chain)
+            if tried is not sch:
+                return tried
     main = hint.block if hint and hint.block in names else (max(
         reductions, key=lambda n: _work(sch, sch.get_sblock(n))) if reductions else None)
     done: set[str] = set()

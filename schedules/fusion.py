@@ -4,6 +4,12 @@ A node joins the kernel of its producer when it is elementwise (bias, activation
 the producer's shape (no broadcast growth), and it is the producer's only consumer — so the intermediate never
 needs to exist in memory. Groups are ordered by their last node, which keeps every dependency satisfied: only a
 group's last node is read from outside the group.
+
+One pair of compute kernels also joins (:data:`CHAINS`): a blocked depthwise conv and the 1×1 conv that alone
+reads it (MobileNet's inverted residuals). The kernel computes the depthwise output one row at a time into a
+buffer the size of a row and the 1×1 conv reads it from there (:mod:`schedules.chain`), so the depthwise output —
+the block's widest tensor after its expansion, 1.2–1.8 MB at 56×56 — is never written to memory and read back.
+``NACOS_CHAINS=0`` turns this off.
 """
 
 from __future__ import annotations
@@ -51,9 +57,60 @@ def is_view(graph: Graph, group: Group) -> bool:
         and node.type.dtype == graph.node_map[group.inputs[0]].type.dtype
 
 
-def kernel_groups(graph: Graph) -> list[Group]:
+# (producer anchor op, consumer anchor op) pairs whose groups join into one kernel, with the consumer's condition
+CHAINS = {("dwconv2d_nchwc", "conv2d_nchwc")}
+
+
+def chains_enabled() -> bool:
+    """Whether :func:`partition` joins :data:`CHAINS` (``NACOS_CHAINS``: 1 by default, 0 to turn it off)."""
+    value = os.environ.get("NACOS_CHAINS", "1").strip().lower()
+    if value not in ("", "0", "1", "true", "false", "on", "off"):
+        raise ValueError(f"NACOS_CHAINS={value!r}: use 1 or 0")
+    return value in ("", "1", "true", "on")
+
+
+def is_chain(group: Group) -> bool:
+    """A group holding two compute anchors (a :data:`CHAINS` pair), not one anchor and its epilogues."""
+    return sum(not get_op(n.op).elementwise for n in group.nodes) > 1
+
+
+def _pointwise(graph: Graph, node) -> bool:
+    """A 1×1 conv over every position (stride 1, no padding) with constant weights: row r of its output reads
+    row r of its input only."""
+    nodes = graph.node_map
+    if len(node.inputs) < 2 or nodes[node.inputs[1]].op != CONSTANT:
+        return False
+    attrs = node.attr_dict
+    return tuple(nodes[node.inputs[1]].shape[2:4]) == (1, 1) and tuple(attrs.get("strides", (1, 1))) == (1, 1) \
+        and not any(attrs.get("pads", (0,)))
+
+
+def _join_chains(graph: Graph, groups: list[Group]) -> list[Group]:
+    """Each producer group of a :data:`CHAINS` pair merged into the group that alone reads its output."""
+    consumers = graph.consumers()
+    outputs = set(graph.outputs)
+    anchor_of = {g.nodes[0].name: g for g in groups}
+    merged: dict[str, Group] = {}  # consumer group output -> the joined group
+    absorbed: set[str] = set()     # producer group outputs
+    for g in groups:
+        users = consumers.get(g.output, [])
+        if g.output in outputs or len(users) != 1 or users[0].name not in anchor_of:
+            continue
+        nxt = anchor_of[users[0].name]
+        anchor = nxt.nodes[0]
+        if (g.nodes[0].op, anchor.op) not in CHAINS or anchor.inputs[0] != g.output or not _pointwise(graph, anchor) \
+                or is_chain(g) or nxt.output in merged:
+            continue
+        members = {n.name for n in g.nodes}
+        inputs = list(g.inputs) + [i for i in nxt.inputs if i not in members and i not in g.inputs]
+        merged[nxt.output] = Group(g.nodes + nxt.nodes, tuple(inputs), nxt.output)
+        absorbed.add(g.output)
+    return [merged.get(g.output, g) for g in groups if g.output not in absorbed]
+
+
+def kernel_groups(graph: Graph, chains: bool | None = None) -> list[Group]:
     """The groups that become kernels (:func:`partition` without the views), in execution order."""
-    return [g for g in partition(graph) if not is_view(graph, g)]
+    return [g for g in partition(graph, chains=chains) if not is_view(graph, g)]
 
 
 def _next_member(chain, consumers, outputs, taken):
@@ -89,7 +146,9 @@ def _closed(chain, consumers, outputs) -> bool:
                for m in chain[:-1])
 
 
-def partition(graph: Graph, fuse: bool = True) -> list[Group]:
+def partition(graph: Graph, fuse: bool = True, chains: bool | None = None) -> list[Group]:
+    """The graph's kernels in execution order. ``fuse``: epilogues join their producer (and, with ``chains``,
+    default :func:`chains_enabled`, :data:`CHAINS` pairs join each other); False: one kernel per compute node."""
     consumers = graph.consumers()
     outputs = set(graph.outputs)
     order = {n.name: k for k, n in enumerate(graph.nodes)}
@@ -116,4 +175,6 @@ def partition(graph: Graph, fuse: bool = True) -> list[Group]:
                     inputs.append(i)
         groups.append(Group(tuple(chain), tuple(inputs), chain[-1].name))
     groups.sort(key=lambda g: order[g.output])
+    if fuse and (chains_enabled() if chains is None else chains):
+        groups = _join_chains(graph, groups)
     return groups

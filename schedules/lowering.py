@@ -194,7 +194,8 @@ def lower_instruction(instr: Instruction, inputs: Sequence["te.Tensor"], dtype: 
 
 @dataclass(frozen=True)
 class Group:
-    """Nodes lowered into one kernel: ``nodes[0]`` is the anchor, the rest are elementwise epilogues."""
+    """Nodes lowered into one kernel: ``nodes[0]`` is the anchor, the rest are elementwise epilogues — or, in a
+    chain (:func:`schedules.fusion.is_chain`), a second anchor that reads the first's output, and its epilogues."""
 
     nodes: tuple[Node, ...]
     inputs: tuple[str, ...]      # graph tensors the kernel reads, in argument order

@@ -135,14 +135,15 @@ def workload_from_group(group: Group, input_types: Sequence[TensorType], target:
     return Workload(_subgraph_json(group, input_types, flags), tkey)
 
 
-def workloads_from_graph(graph: Graph, target: Any = None, layout: str | None = None) -> list[tuple[Group, Workload]]:
+def workloads_from_graph(graph: Graph, target: Any = None, layout: str | None = None,
+                         chains: bool | None = None) -> list[tuple[Group, Workload]]:
     """Every kernel of ``graph`` (as :func:`nacos.compiler.compile` partitions it, after the same layout
-    selection: :func:`schedules.fusion.kernel_graph`) with its workload."""
+    selection: :func:`schedules.fusion.kernel_graph`; ``chains`` as there) with its workload."""
     graph = kernel_graph(graph, layout)
     nodes = graph.node_map
     tkey = target if isinstance(target, str) and target.startswith("{") else target_key(target)
     return [(g, workload_from_group(g, [nodes[i].type for i in g.inputs], tkey,
-                                    [nodes[i].op == CONSTANT for i in g.inputs])) for g in kernel_groups(graph)]
+                                    [nodes[i].op == CONSTANT for i in g.inputs])) for g in kernel_groups(graph, chains)]
 
 
 def unique_workloads(graph: Graph, target: Any = None, layout: str | None = None) -> list[tuple[Workload, int]]:

@@ -81,7 +81,12 @@ def measure_isolated(model: str, names, threads: int, db: str | None = None, inp
             proc = ctx.Process(target=_worker, args=(child, name, model, input_shapes, seed, db, threads),
                                daemon=True)
             proc.start()
-            kind, value = parent.recv()  # one at a time: building two models at once would share the cores
+            child.close()  # the worker holds the only other end: its death ends recv() with EOFError, not a hang
+            try:
+                kind, value = parent.recv()  # one at a time: building two models at once would share the cores
+            except EOFError:
+                proc.join(5)
+                kind, value = "error", f"its process died while building (exit code {proc.exitcode})"
             if kind == "error":
                 notes.append(f"{name}: not timed in isolation ({value})")
                 proc.join(5)
@@ -94,7 +99,11 @@ def measure_isolated(model: str, names, threads: int, db: str | None = None, inp
             os.kill(proc.pid, signal.SIGCONT)
             time.sleep(settle_s)  # untimed: its own threads settle after being resumed
             conn.send(n)
-            _, seconds = conn.recv()
+            try:
+                _, seconds = conn.recv()
+            except EOFError:
+                raise RuntimeError(f"{name}: its process died while being timed (exit code "
+                                   f"{proc.exitcode})") from None
             os.kill(proc.pid, signal.SIGSTOP)
             return seconds
 

@@ -81,6 +81,33 @@ def test_isolated_worker_that_cannot_build_is_a_note_not_a_crash():
     assert len(notes) == 1 and "no-such-runtime" in notes[0]
 
 
+class _ExitsWhenUnpickled:
+    """Pickles fine here; unpickling it in the worker runs os._exit(3): the worker dies before it builds."""
+
+    def __reduce__(self):
+        import os
+
+        return (os._exit, (3,))
+
+
+def test_isolated_worker_that_dies_while_building_is_a_note_not_a_hang():
+    import signal
+
+    from nacos.bench_isolated import measure_isolated
+
+    def hung(*_):
+        raise AssertionError("measure_isolated waited for a dead worker")
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(120)
+    try:
+        times, notes = measure_isolated("small_cnn@32", ["onnxruntime"], threads=1, seed=_ExitsWhenUnpickled(),
+                                        rounds=3, budget_s=5)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert times == {} and len(notes) == 1 and "died" in notes[0] and "exit code 3" in notes[0], notes
+
+
 @pytest.mark.parametrize("args, message", [
     (["bench", "missing.onnx"], "no such file"),
     (["bench", "no_such_model@32"], "unknown zoo model"),

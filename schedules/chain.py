@@ -2,15 +2,20 @@
 in one kernel (:data:`schedules.fusion.CHAINS`).
 
 One parallel loop runs over output rows. Each iteration computes the depthwise conv's row for every channel
-block into a row buffer (compacted by TVM to one row: C/b · W · b floats, 11–42 KB on MobileNetV2), then the 1×1
+block into a row buffer (compacted by TVM to one row: C/b · W · b floats, 14–32 KB on MobileNetV2), then the 1×1
 conv reads that buffer with the same register tiles as its kernel alone (:func:`schedules.default.packed_tile`:
 output-channel blocks × columns, the lanes innermost). The depthwise output never goes to memory: in
 MobileNetV2 the two kernels apart wrote and re-read it (1.2–1.8 MB at 56×56) between calls.
 
 The 1×1 conv reads row r of the depthwise output for its row r (stride 1, no padding), so no row is computed
-twice. Measured side by side (2 threads) against the two default kernels: the 17 chains of MobileNetV2 ran
-0.88–1.03× the time of the pair alone, warm (the pair had its intermediate in cache), and the whole model
-0.95–0.97× in interleaved A/B rounds (ad-hoc; ``bench/models_vs_runtimes.py`` gives the numbers to quote).
+twice. Timed alone, warm, side by side (2 threads, ad-hoc) against the two default kernels (which then had their
+intermediate in cache), the 17 chains of MobileNetV2 ran 0.88–1.03× their time; in the model, where the
+intermediate went to memory and back, ``bench/models_vs_runtimes.py --isolated --apart-too`` measured MobileNetV2
+at 0.85–0.97× and MobileViT-XXS at 0.92–1.05× the latency of the same model with the kernels apart.
+
+Splitting the output channels in two parallel halves when there are fewer rows than 2 per thread (7×7, 14×14)
+computed each depthwise row twice and ran 1.09–1.25× slower on all but one such chain: rows stay the only
+parallel loop.
 """
 
 from __future__ import annotations

@@ -57,7 +57,8 @@ def is_view(graph: Graph, group: Group) -> bool:
         and node.type.dtype == graph.node_map[group.inputs[0]].type.dtype
 
 
-# (producer anchor op, consumer anchor op) pairs whose groups join into one kernel, with the consumer's condition
+# (producer anchor op, consumer anchor op) pairs whose groups join into one kernel, when the consumer alone reads
+# the producer's output and is a 1×1 conv over every position (_pointwise)
 CHAINS = {("dwconv2d_nchwc", "conv2d_nchwc")}
 
 

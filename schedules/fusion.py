@@ -99,8 +99,7 @@ def _join_chains(graph: Graph, groups: list[Group]) -> list[Group]:
             continue
         nxt = anchor_of[users[0].name]
         anchor = nxt.nodes[0]
-        if (g.nodes[0].op, anchor.op) not in CHAINS or anchor.inputs[0] != g.output or not _pointwise(graph, anchor) \
-                or is_chain(g) or nxt.output in merged:
+        if (g.nodes[0].op, anchor.op) not in CHAINS or anchor.inputs[0] != g.output or not _pointwise(graph, anchor):
             continue
         members = {n.name for n in g.nodes}
         inputs = list(g.inputs) + [i for i in nxt.inputs if i not in members and i not in g.inputs]

@@ -2,8 +2,10 @@
 
     python bench/cost_model_quality.py DB [DB ...] [--seeds 5] [--holdout 0.2] [--k 5] [--json out.json]
                                        [--model-args '{"objective": "rank:pairwise"}'] [--no-per-db] [--no-cross]
+                                       [--curve 24,48,96] [--random N [--random-seed S]]
+    python bench/cost_model_quality.py --suite-trials 512 --suite-dir W [...]   # tune the kernel suite first
 
-Four views, each printed and written to ``--json``:
+The views, each printed and written to ``--json``:
 
 * **split** — per database and for all databases together: a fresh model trained on 80 % of every workload's
   points (stratified, :func:`schedules.cost_model.holdout_pairs_quality`) ranks the other 20 %; mean ± std over
@@ -18,8 +20,15 @@ Four views, each printed and written to ``--json``:
   ranked by a model trained on *every* database measurement: how the model ranks the space at large, rather than
   the neighbourhood of the best points where a tune spends its trials (there the latencies lie close together and
   measurement noise bounds any model's τ, see **noise**). The rounds' agreement with each other is printed too.
+* **curve** (``--curve 24,48,96``) — the split view again with only the first n training points of every workload
+  (same test points): how τ grows with the measurements a workload has, i.e. whether the model is limited by its
+  data or by its features and the noise.
 * **noise** — how far measurements themselves agree (:func:`noise_reference`): back-to-back repeats, and the τ a
   perfect model would reach when latencies move as much as re-measured points did (the ``repeats`` table).
+
+``--suite-trials N --suite-dir W`` first tunes bench/kernels.py's suite with nacos alone (no MetaSchedule, no
+timing table) until each kernel's database ``W/<kernel>.db`` holds N measurements — resuming what W already holds —
+and then evaluates those databases.
 
 Databases are copied (with their ``-wal``/``-shm`` files) to a temporary folder and read with plain SQL, so files a
 running tune is still writing, and older schemas, are read without being touched. A (workload, point) measured in
@@ -122,6 +131,26 @@ def split_view(pairs: list, seeds: int, holdout: float, k: int, model_args: dict
     out.update(workloads=int(np.mean([r["workloads"] for r in runs])), seeds=seeds,
                measurements=len(pairs), successes=sum(r.ok for _, r in pairs),
                test=int(np.mean([r["test"] for r in runs])), per_seed=[{m: r[m] for m in METRICS} for r in runs])
+    return out
+
+
+def curve_view(pairs: list, sizes: list[int], seeds: int, holdout: float, k: int, model_args: dict) -> dict:
+    """Per training size n: mean ± std over ``seeds`` splits of the per-workload τ when the model trains on at most
+    n points of every workload. Each seed's test points are :func:`holdout_pairs_quality`'s (the same stratified
+    shuffle), so sizes differ only in how much of the rest is used."""
+    from schedules.cost_model import create, ranking_quality, stratified_split
+
+    out = {}
+    for n in sizes:
+        taus = []
+        for seed in range(seeds):
+            train, test = stratified_split(pairs, holdout, seed, limit=n)
+            model = create("xgb", seed=seed, **model_args)
+            model.update([i for i, _ in train], [r for _, r in train])
+            taus.append(ranking_quality(model, [i for i, _ in test], [r for _, r in test], k)["kendall_tau_mean"])
+        taus = [t for t in taus if np.isfinite(t)]
+        out[n] = {"kendall_tau_mean": float(np.mean(taus)) if taus else float("nan"),
+                  "std": float(np.std(taus)) if taus else float("nan")}
     return out
 
 
@@ -274,7 +303,7 @@ def fmt(v: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("dbs", nargs="+")
+    ap.add_argument("dbs", nargs="*")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--holdout", type=float, default=0.2)
     ap.add_argument("--k", type=int, default=5)
@@ -286,10 +315,26 @@ def main(argv=None) -> int:
                     help="also measure N fresh sampled schedules per workload here and rank them (the random view)")
     ap.add_argument("--random-rounds", type=int, default=2, help="interleaved measurements of each random point")
     ap.add_argument("--random-db", default=None, help="also write the random view's measurements to this database")
+    ap.add_argument("--random-seed", type=int, default=0, help="sampler seed of the random view (another seed: "
+                    "other fresh points)")
+    ap.add_argument("--curve", default=None, metavar="N,N,...",
+                    help="also the split view with at most N training points per workload, for each N")
+    ap.add_argument("--suite-trials", type=int, default=0, metavar="N",
+                    help="first tune bench/kernels.py's suite with nacos to N measurements per kernel (resumes)")
+    ap.add_argument("--suite-dir", default=None, help="where --suite-trials keeps its databases")
+    ap.add_argument("--suite-kernels", default=None, help="comma-separated suite kernel names (default: all)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     model_args = json.loads(args.model_args)
     t0 = time.perf_counter()
+    if args.suite_trials:
+        if not args.suite_dir:
+            ap.error("--suite-trials needs --suite-dir")
+        from bench.kernels import tune_suite
+
+        args.dbs = list(args.dbs) + tune_suite(args.suite_dir, args.suite_trials, args.suite_kernels)
+    if not args.dbs:
+        ap.error("give databases, or --suite-trials N --suite-dir W")
     per_db_pairs = {path: load_pairs(path) for path in args.dbs}
     everything = merge([p for pairs in per_db_pairs.values() for p in pairs])
     command = " ".join(["python bench/cost_model_quality.py", *(sys.argv[1:] if argv is None else argv)])
@@ -321,6 +366,11 @@ def main(argv=None) -> int:
             report["cross"]["leave_one_db_out"] = lodo
             print(f"leave-one-db-out ({lodo['groups']} dbs): tau mean {lodo['kendall_tau_mean']:.3f}, "
                   f"top-k recall {lodo['top_k_recall']:.3f}", flush=True)
+    if args.curve:
+        sizes = [int(x) for x in args.curve.split(",")]
+        c = report["curve"] = curve_view(everything, sizes, args.seeds, args.holdout, args.k, model_args)
+        print("curve (training points per workload -> held-out tau mean): " + ", ".join(
+            f"{n}: {v['kendall_tau_mean']:.3f}±{v['std']:.3f}" for n, v in c.items()), flush=True)
     ratios = [x for path in args.dbs for x in remeasure_log_ratios(path)]
     ref = report["noise"] = noise_reference(everything, ratios, args.seeds, args.holdout)
     print(f"noise: back-to-back repeats agree to tau {ref['back_to_back_tau_mean']:.3f}; {len(ratios)} re-measured "
@@ -328,7 +378,7 @@ def main(argv=None) -> int:
           f"~{ref.get('remeasured_ceiling_tau_mean', float('nan')):.3f} on these splits", flush=True)
     if args.random:
         r = report["random"] = random_view(everything, args.random, args.random_rounds, args.k, model_args,
-                                           save=args.random_db)
+                                           seed=args.random_seed, save=args.random_db)
         print(random_line(r), flush=True)
     report["wall_s"] = time.perf_counter() - t0
     if args.json:

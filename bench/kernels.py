@@ -146,6 +146,33 @@ def tune_nacos(w, trials: list[int], db_path: str, builder, runner) -> dict:
     return out
 
 
+def tune_suite(workdir: str, trials: int, names: str | None = None) -> list[str]:
+    """Tune the suite's kernels (``names``: comma-separated, default all of :data:`FULL`) with nacos alone until
+    each database ``workdir/<kernel>.db`` holds ``trials`` measurements (what it already holds counts, so a rerun
+    resumes); returns the database paths. For bench/cost_model_quality.py: more measurements per kernel than the
+    timed suite takes, without MetaSchedule."""
+    from schedules.measure import LocalBuilder
+    from schedules.runner import LocalRunner
+
+    kernels = FULL if names is None else tuple(k for k in FULL + QUICK if k.name in names.split(","))
+    if names is not None and len(kernels) != len(names.split(",")):
+        known = ", ".join(k.name for k in FULL + QUICK)
+        raise SystemExit(f"unknown kernel in {names!r}; known: {known}")
+    os.makedirs(workdir, exist_ok=True)
+    builder, runner = LocalBuilder(), LocalRunner()
+    paths = []
+    try:
+        for k in kernels:
+            path = f"{workdir}/{k.name}.db"
+            r = tune_nacos(k.workload(), [trials], path, builder, runner)[trials]
+            print(f"  {k.name}: {r['trials']} measurements, {r['tune_s']:.0f} s tuning", flush=True)
+            paths.append(path)
+    finally:
+        builder.close()
+        runner.close()
+    return paths
+
+
 def tune_metaschedule(func, trials: list[int], work_dir: str) -> dict:
     from nacos.baselines import metaschedule_tune_primfunc
 

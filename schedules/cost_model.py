@@ -277,13 +277,11 @@ def holdout_quality(db, kind: str = "xgb", holdout: float = 0.3, k: int = 5, see
     return holdout_pairs_quality(pairs, kind, holdout, k, seed, **model_args)
 
 
-def holdout_pairs_quality(pairs: Sequence[tuple[MeasureInput, MeasureResult]], kind: str = "xgb",
-                          holdout: float = 0.3, k: int = 5, seed: int = 0, **model_args) -> dict:
-    """:func:`holdout_quality` on ``(input, result)`` pairs (e.g. gathered from several databases).
-
-    The split is stratified: each workload's points are shuffled and ``round(holdout · n)`` of them held out, so
-    every workload is split in the same proportion (a per-row coin flip left some small workloads with no test
-    point and others with most of their points in the test set). ``model_args`` go to :func:`create`."""
+def stratified_split(pairs: Sequence[tuple[MeasureInput, MeasureResult]], holdout: float, seed: int,
+                     limit: int | None = None) -> tuple[list, list]:
+    """(train, test): each workload's pairs shuffled (``random.Random(seed)``, workloads in order of first
+    appearance) and ``round(holdout · n)`` of them held out; ``limit`` keeps at most that many training pairs of
+    each workload (the same test pairs whatever the limit)."""
     rng = random.Random(seed)
     by_wl: dict[str, list] = {}
     for pair in pairs:
@@ -294,7 +292,18 @@ def holdout_pairs_quality(pairs: Sequence[tuple[MeasureInput, MeasureResult]], k
         rng.shuffle(rows)
         cut = round(holdout * len(rows))
         test += rows[:cut]
-        train += rows[cut:]
+        train += rows[cut:] if limit is None else rows[cut:cut + limit]
+    return train, test
+
+
+def holdout_pairs_quality(pairs: Sequence[tuple[MeasureInput, MeasureResult]], kind: str = "xgb",
+                          holdout: float = 0.3, k: int = 5, seed: int = 0, **model_args) -> dict:
+    """:func:`holdout_quality` on ``(input, result)`` pairs (e.g. gathered from several databases).
+
+    The split is stratified: each workload's points are shuffled and ``round(holdout · n)`` of them held out, so
+    every workload is split in the same proportion (a per-row coin flip left some small workloads with no test
+    point and others with most of their points in the test set). ``model_args`` go to :func:`create`."""
+    train, test = stratified_split(pairs, holdout, seed)
     model = create(kind, seed=seed, **model_args)
     model.update([i for i, _ in train], [r for _, r in train])
     out = ranking_quality(model, [i for i, _ in test], [r for _, r in test], k)

@@ -202,14 +202,30 @@ def test_cost_model_quality_bench_writes_every_view(tmp_path, capsys):
                 db.add(r)
     out = tmp_path / "q.json"
     dbs = [str(tmp_path / "a.db"), str(tmp_path / "b.db")]
-    assert cost_model_quality.main([*dbs, "--seeds", "2", "--json", str(out)]) == 0
+    assert cost_model_quality.main([*dbs, "--seeds", "2", "--curve", "4,200", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
+    # at most 4 training points per workload rank worse than all of them, on the same test points
+    assert set(data["curve"]) == {"4", "200"}
+    assert data["curve"]["4"]["kendall_tau_mean"] < data["curve"]["200"]["kendall_tau_mean"], data["curve"]
     assert data["all"]["measurements"] == len(results) and data["all"]["seeds"] == 2
     assert set(data["per_db"]) == set(dbs)
     assert {"kendall_tau_mean", "kendall_tau_pooled", "top_k_recall"} <= set(data["all"])
     assert data["all"]["kendall_tau_mean"]["mean"] > 0.3, data["all"]
     assert data["cross"]["leave_one_workload_out"]["groups"] == 2 and "noise" in data
     assert "leave-one-workload-out" in capsys.readouterr().out
+
+
+def test_cost_model_quality_bench_needs_databases_or_a_suite_dir():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from bench import cost_model_quality
+
+    for argv in ([], ["--suite-trials", "8"]):
+        with pytest.raises(SystemExit) as e:
+            cost_model_quality.main(argv)
+        assert e.value.code == 2
 
 
 def test_cost_model_quality_random_view_measures_only_unseen_points():

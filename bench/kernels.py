@@ -14,9 +14,9 @@ matmul, batched attention Q·Kᵀ) the script
 
 Reported per kernel: latency ratios to MetaSchedule at the largest budget, GFLOP/s, % of the fp32 peak (see
 :func:`fp32_peak`) and the tuning wall time of each tuner. Finally the cost model's ranking quality on held-out
-measurements of the run's databases (:func:`schedules.cost_model.holdout_pairs_quality`), and on ``--random``
-fresh schedules per kernel that neither the tuner nor the model saw (``bench/cost_model_quality.py``'s random view).
-"""
+measurements of the run's databases (:func:`schedules.cost_model.holdout_pairs_quality`), next to the τ a perfect
+model would reach there under the measured noise, and on ``--random`` fresh schedules per kernel that neither the
+tuner nor the model saw (``bench/cost_model_quality.py``'s random view)."""
 
 from __future__ import annotations
 
@@ -332,7 +332,10 @@ def bench_kernel(kernel: Kernel, trials: list[int], workdir: str, builder, runne
 
 
 # ---- cost model quality ------------------------------------------------------------------------------------------
-def cost_model_quality(db_paths: list[str], holdout: float = 0.2, seed: int = 0) -> dict:
+def cost_model_quality(db_paths: list[str], holdout: float = 0.2) -> dict:
+    """The cost model on one held-out split (seed 0) of the run's databases, and the τ a perfect model would reach
+    on the same split given how far re-measured points moved (bench/cost_model_quality.py's noise view)."""
+    from bench.cost_model_quality import noise_reference, remeasure_log_ratios
     from schedules.cost_model import holdout_pairs_quality
     from schedules.database import Database
     from schedules.measure import MeasureInput
@@ -342,7 +345,10 @@ def cost_model_quality(db_paths: list[str], holdout: float = 0.2, seed: int = 0)
         with Database(path, readonly=True) as db:
             for w in db.workloads():
                 pairs.extend((MeasureInput(w, r.point), r) for r in db.records(w))
-    return holdout_pairs_quality(pairs, "xgb", holdout=holdout, seed=seed)
+    out = holdout_pairs_quality(pairs, "xgb", holdout=holdout, seed=0)
+    ratios = [x for path in db_paths for x in remeasure_log_ratios(path)]
+    out["noise"] = noise_reference(pairs, ratios, 1, holdout)  # its one split is seed 0's
+    return out
 
 
 # ---- report ------------------------------------------------------------------------------------------------------
@@ -374,6 +380,11 @@ def print_table(rows: list[dict], peak: dict, quality: dict | None) -> None:
         print(f"\nCost model on held-out schedules ({quality['train']} train / {quality['test']} test, "
               f"{quality['workloads']} workloads): Kendall tau mean {quality['kendall_tau_mean']:.3f}, "
               f"pooled {quality['kendall_tau_pooled']:.3f}; top-{quality['k']} recall {quality['top_k_recall']:.2f}")
+        noise = quality.get("noise")
+        if noise and "remeasured_ceiling_tau_mean" in noise:
+            print(f"  a perfect model would reach tau ~{noise['remeasured_ceiling_tau_mean']:.3f} on this split: "
+                  f"{noise['remeasured_points']} re-measured points moved by a median "
+                  f"{noise['remeasured_abs_log2_median']:.2f} log2 between measurements")
         if "random" in quality:
             from bench.cost_model_quality import random_line
 

@@ -258,9 +258,6 @@ def cmd_tune(args) -> int:
         table.add_row("sum of kernels", "", "", "", fmt_seconds(report.default_latency),
                       fmt_seconds(report.tuned_latency), f"{report.default_latency / report.tuned_latency:.2f}×")
     _console().print(table)
-    if report.untuned:
-        _console().print(f"{len(report.untuned)} fused depthwise → 1×1 kernel(s) kept their default schedule "
-                         "(no schedule space for them yet; NACOS_CHAINS=0 compiles and tunes them apart)")
     return 0
 
 

@@ -46,9 +46,6 @@ class TuneReport:
     new_measurements: int
     seconds: float
     tasks: tuple[TaskReport, ...]
-    # kernels left out of the search, kept at their default schedule: depthwise → 1×1 chains
-    # (schedules.fusion.CHAINS) have no schedule space yet
-    untuned: tuple[str, ...] = ()
 
     @property
     def default_latency(self) -> float | None:
@@ -81,7 +78,6 @@ def tune(graph: Graph, trials: int = 64, db: Any = "nacos-tune.db", target: Any 
     """
     from ir.verify import verify
     from schedules.database import Database
-    from schedules.fusion import is_chain
     from schedules.tuner import tune_tasks
     from schedules.workload import target_key, unique_workloads
 
@@ -89,8 +85,6 @@ def tune(graph: Graph, trials: int = 64, db: Any = "nacos-tune.db", target: Any 
     t0 = time.perf_counter()
     tkey = target_key(target)
     workloads = unique_workloads(graph, tkey, layout)
-    untuned = tuple(w.name for w, _ in workloads if is_chain(w.group))
-    workloads = [(w, n) for w, n in workloads if not is_chain(w.group)]
     database = db if isinstance(db, Database) else Database(db)
     try:
         results = tune_tasks(workloads, trials, database, runner, builder, cost_model, batch_size, seed, progress)
@@ -101,4 +95,4 @@ def tune(graph: Graph, trials: int = 64, db: Any = "nacos-tune.db", target: Any 
                              r.best_latency, r.trials, r.new, r.failures,
                              r.best_point.to_json() if r.best_point else None) for r in results)
     return TuneReport(graph.name, graph.structural_hash(), str(database.path), tkey, trials,
-                      sum(t.new for t in tasks), time.perf_counter() - t0, tasks, untuned)
+                      sum(t.new for t in tasks), time.perf_counter() - t0, tasks)

@@ -44,9 +44,19 @@ def chain_blocks(sch: Schedule) -> tuple[list[str], str, list[str], str, list[st
     return names[:i], first, names[i + 1:j], second, names[j + 1:]
 
 
-def schedule_chain(sch: Schedule) -> None:
+def default_knobs(pw_ext, dw_width: int) -> dict[str, int]:
+    """The register tiles :func:`schedule_chain` picks by itself: the 1×1 conv's tile as its kernel alone would
+    have it (output-channel blocks × columns, :func:`schedules.default.packed_tile`) and the depthwise row's column
+    tile (:func:`schedules.default._tile_width`). ``pw_ext``: the 1×1 conv's spatial extents (N, K/b, H, W, b)."""
+    tile = packed_tile(list(pw_ext), 4, (2, 3), 1, reductions=4)
+    return {"pw_k": tile.get(1, 1), "pw_w": tile.get(3, 1), "dw_w": _tile_width(dw_width)}
+
+
+def schedule_chain(sch: Schedule, knobs: dict | None = None) -> None:
     """Schedule a chain kernel in place (see the module docstring); raises ValueError when the function is not
-    one :func:`chain_blocks` recognizes."""
+    one :func:`chain_blocks` recognizes. ``knobs`` (:class:`schedules.chain_space.ChainSpace`'s) override the
+    register tiles of :func:`default_knobs`: ``pw_k`` output-channel blocks × ``pw_w`` columns for the 1×1 conv,
+    ``dw_w`` columns for the depthwise row; a factor that does not divide its loop leaves a ragged last tile."""
     found = chain_blocks(sch)
     if found is None:
         raise ValueError("not a depthwise → 1×1 chain this schedule knows")
@@ -61,9 +71,10 @@ def schedule_chain(sch: Schedule) -> None:
     # the 1×1 conv: rows in parallel, then output-channel blocks × columns register tiles
     n, k, h, w, ki, c, r, s, cb = sch.get_loops(P)
     ext = _extents(sch, [n, k, h, w, ki])
-    tile = packed_tile(ext, 4, (2, 3), 1, reductions=4)
-    ko, kin = sch.split(k, [None, tile.get(1, 1)])
-    wo, wi = sch.split(w, [None, tile.get(3, 1)])
+    dw_width = _extents(sch, [sch.get_loops(row_out)[-2]])[0]
+    knobs = {**default_knobs(ext, dw_width), **(knobs or {})}
+    ko, kin = sch.split(k, [None, knobs["pw_k"]])
+    wo, wi = sch.split(w, [None, knobs["pw_w"]])
     sch.reorder(n, h, ko, wo, c, r, s, cb, kin, wi, ki)
     rows = sch.fuse(n, h)
     sch.parallel(rows)
@@ -80,8 +91,7 @@ def schedule_chain(sch: Schedule) -> None:
     # the depthwise row, inside the same parallel iteration, in tiles of columns × lanes
     sch.compute_at(row_out, rows)
     loops = sch.get_loops(row_out)
-    width = _extents(sch, [loops[-2]])[0]
-    cols_o, _ = sch.split(loops[-2], [None, _tile_width(width)])
+    cols_o, _ = sch.split(loops[-2], [None, knobs["dw_w"]])
     loops = sch.get_loops(row_out)
     sch.vectorize(loops[-1])
     sch.unroll(loops[-2])

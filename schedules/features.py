@@ -44,6 +44,8 @@ FEATURE_NAMES = (
     "log_inner_trip", "over_l3_task", "pad_root", "log_serial_iters", "est_log_cycles",
     # iterations computed past the edge by ragged register tiles (fraction of the output)
     "tile_waste",
+    # depthwise → 1×1 chains (schedules.chain_space): the depthwise row's column tile and its ragged waste
+    "chain", "chain_log_dw_cols", "chain_dw_waste",
 )
 INDEX = {n: k for k, n in enumerate(FEATURE_NAMES)}
 
@@ -159,6 +161,28 @@ def _derived(f: dict, sh: KernelShape, tiles, rin, vec_w: int, lanes: int, par_e
     f["est_log_cycles"] = _log(cycles)
 
 
+def _chain_features(f: dict, space, point, lanes: int, cores: int) -> None:
+    """A chain's loops are fixed (rows in parallel, register tiles of the 1×1 conv and of the depthwise row):
+    only its tiles vary, so the features are those of the 1×1 conv's tile, plus the depthwise columns."""
+    p = space.repair(point)
+    k, w, dw = p["pw_k"], p["pw_w"], p["dw_w"]
+    _, _, rows, width, block = space.pw_shape
+    dw_width = space.dw_shape[3]
+    acc = k * w * math.ceil(block / lanes)
+    waste = -(-width // w) * w / width - 1.0
+    dw_waste = -(-dw_width // dw) * dw / dw_width - 1.0
+    _parallel(f, rows, 1, cores)
+    cores_used = min(cores, rows) * f["balance"]
+    vec_instr = 2 ** f["log_flops"] / (2.0 * lanes)  # the chain's FLOPs as vector FMAs
+    f.update(chain=1.0, chain_log_dw_cols=_log(dw), chain_dw_waste=dw_waste, tile_waste=waste,
+             log_tile=_log(k * w * block), log_inner_trip=_log(k * w), log_unrolled=_log(k * w), unroll=1.0,
+             acc_vregs=acc, acc_spill=float(acc > 12), acc_reg_ratio=acc / VREGS, acc_over_regs=float(acc > VREGS - 2),
+             vec=1.0, log_vec_width=_log(block), lane_util=1.0, vec_full_regs=float(block % lanes == 0),
+             log_vec_instr=_log(vec_instr), log_par_per_core=_log(rows / max(cores, 1)),
+             par_short=float(rows < cores), layout_packed=1.0,
+             est_log_cycles=_log(vec_instr * (1.0 + waste) / (FMA_PIPES * max(cores_used, 1.0))))
+
+
 def _parallel(f: dict, extent: int, par: int, cores: int) -> None:
     f["par"] = float(par)
     f["log_par_extent"] = _log(extent if par else 1)
@@ -176,13 +200,16 @@ def extract(workload, point: Point, lanes: int | None = None) -> np.ndarray:
 
     lanes = lanes or VECTOR_LANES
     sh = kernel_shape(workload)
-    point = space_for(workload).knob_point(point)
+    space = space_for(workload)
+    point = space.knob_point(point)
     f: dict[str, float] = {
         "log_flops": _log(sh.flops), "log_spatial": _log(math.prod(sh.spatial)),
         "log_reduce": _log(math.prod(sh.reduce)), "n_spatial": len(sh.spatial), "n_reduce": len(sh.reduce),
         "log_last_extent": _log(sh.spatial[-1]), "injective": float(sh.kind == "injective")}
     cores = _cores(workload.target)
-    if sh.kind == "reduction":
+    if space.kind == "chain":
+        _chain_features(f, space, point, lanes, cores)
+    elif sh.kind == "reduction":
         _reduction_features(f, sh, point, lanes, cores)
     else:
         total = math.prod(sh.spatial)

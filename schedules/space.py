@@ -372,12 +372,19 @@ class ScheduleSpace:
 
 
 def space_for(workload) -> ScheduleSpace:
-    """The schedule space of a workload (cached: building it reads sympy instructions)."""
+    """The schedule space of a workload (cached: building it reads sympy instructions); a depthwise → 1×1 chain
+    gets :class:`schedules.chain_space.ChainSpace`, which has the same search operators."""
     return _space(workload)
 
 
 @lru_cache(maxsize=1024)
 def _space(workload) -> ScheduleSpace:
+    from schedules.fusion import is_chain
+
+    if is_chain(workload.group):  # two anchors: a depthwise → 1×1 chain has a space of its own
+        from schedules.chain_space import ChainSpace
+
+        return ChainSpace(workload)
     return ScheduleSpace(kernel_shape(workload))
 
 

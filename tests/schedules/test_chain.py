@@ -133,3 +133,71 @@ def test_chained_models_match_torch_and_the_kernels_apart(monkeypatch, stride, o
     got, ref = chained(x.numpy())[0], apart(x.numpy())[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def _chain_workload(size: int = 14):
+    from schedules.workload import target_key, workloads_from_graph
+
+    m, x = _block(size=size)
+    graph = kernel_graph(nacos.load(m, (x,)), "blocked")
+    return next(w for g, w in workloads_from_graph(graph, target_key()) if is_chain(w.group))
+
+
+def test_a_chain_has_a_space_of_register_tiles_and_its_default_point_is_the_default_schedule():
+    import random
+
+    from schedules.chain_space import ChainSpace
+    from schedules.default import ACC_REGISTERS
+    from schedules.features import FEATURE_NAMES, extract
+    from schedules.space import DEFAULT_SCHEDULE, Point, default_matches, space_for
+
+    w = _chain_workload()
+    space = space_for(w)
+    assert isinstance(space, ChainSpace) and space.kind == "chain"
+    assert space.pw_shape == (1, 2, 14, 14, 8) and space.dw_shape == (1, 6, 14, 14, 8)
+    assert default_matches(w)  # the default point issues exactly schedules.chain's default primitives
+    rng = random.Random(0)
+    points = [space.sample(rng) for _ in range(30)] + [space.mutate(space.default(), rng) for _ in range(30)]
+    points += [space.crossover(points[0], points[1], rng)]
+    assert all(space.is_valid(p) and p["pw_k"] * p["pw_w"] <= ACC_REGISTERS for p in points)
+    assert len(set(points)) > 20
+    # points of another space (a plain depthwise conv's) and out-of-range values are repaired, not crashed on
+    fixed = space.repair(Point.of({"s0": (1, 1), "pw_k": 2, "pw_w": 99, "dw_w": 1}))
+    assert space.is_valid(fixed) and fixed["pw_w"] == 6 and fixed["dw_w"] == 2
+    assert space.repair(DEFAULT_SCHEDULE) == DEFAULT_SCHEDULE
+    row = dict(zip(FEATURE_NAMES, extract(w, points[0])))
+    assert row["chain"] == 1.0 and row["acc_vregs"] == points[0]["pw_k"] * points[0]["pw_w"]
+
+
+def test_every_measured_chain_point_computes_what_the_reference_computes():
+    import random
+
+    from schedules.measure import LocalBuilder, MeasureInput, measure
+    from schedules.runner import LocalRunner
+    from schedules.space import space_for
+
+    w = _chain_workload(size=7)  # 7 columns: ragged tiles (pw_w 2, 3, 4, …) leave a partial last tile
+    space = space_for(w)
+    rng = random.Random(1)
+    points = list(dict.fromkeys([space.default()] + [space.sample(rng) for _ in range(5)]))
+    builder, runner = LocalBuilder(), LocalRunner()
+    try:
+        results = measure(builder, runner, [MeasureInput(w, p) for p in points])
+    finally:
+        builder.close()
+        runner.close()
+    # the runner checks each output against the unscheduled function's before timing it
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+
+
+def test_nacos_tune_tunes_chains_and_compile_uses_their_tuned_schedule(tmp_path):
+    from schedules.database import Database
+
+    m, x = _block(size=14)
+    graph = nacos.load(m, (x,))
+    report = nacos.tune(graph, trials=24, db=str(tmp_path / "t.db"))
+    chain = [t for t in report.tasks if "dwconv2d_nchwc" in t.name and "_conv2d_nchwc" in t.name]
+    assert len(chain) == 1 and chain[0].trials > 1 and chain[0].best_latency is not None, report.tasks
+    with Database(str(tmp_path / "t.db")) as db:
+        compiled = nacos.compile(graph, schedules=db.schedules(graph))
+    np.testing.assert_allclose(compiled(x.numpy())[0], m(x).detach().numpy(), rtol=1e-4, atol=1e-4)

@@ -23,7 +23,7 @@ import random
 
 from schedules.default import ACC_REGISTERS
 from schedules.kernel import KernelShape, kernel_shape
-from schedules.space import DEFAULT_SCHEDULE, Knob, Point, _nearest, divisors
+from schedules.space import DEFAULT_SCHEDULE, Knob, Point, _nearest, divisors, mutate_values
 
 PW_COLUMNS = 8    # widest 1×1 column tile offered (8 × 1 vector: 8 accumulators)
 DW_COLUMNS = 16   # widest depthwise column tile offered
@@ -75,15 +75,7 @@ class ChainSpace:
 
     def mutate(self, point: Point, rng: random.Random, n_knobs: int | None = None) -> Point:
         values = self.knob_point(point).as_dict()
-        for name in rng.sample(list(self.knobs), min(len(self.knobs), n_knobs or rng.choice((1, 1, 2)))):
-            choices = self.knobs[name].choices
-            cur = values.get(name)
-            if cur in choices and rng.random() < 0.6:  # a step to a neighbouring value
-                i = choices.index(cur) + rng.choice((-1, 1))
-                values[name] = choices[min(max(i, 0), len(choices) - 1)]
-            else:
-                values[name] = rng.choice(choices)
-        return self.repair(Point.of(values))
+        return self.repair(Point.of(mutate_values(values, self.knobs, rng, n_knobs or rng.choice((1, 1, 2)))))
 
     def crossover(self, a: Point, b: Point, rng: random.Random) -> Point:
         da, db = self.knob_point(a).as_dict(), self.knob_point(b).as_dict()

@@ -144,6 +144,27 @@ def _nearest(value: Any, choices: tuple) -> Any:
     return best if dist(best) < math.inf else choices[0]
 
 
+def mutate_values(values: dict, knobs: dict[str, Knob], rng: random.Random, n_knobs: int) -> dict:
+    """``values`` with ``n_knobs`` of the knobs that have a choice changed: mostly a step to a neighbouring value
+    (for a ``(mid, inner)`` pair, of one of its two factors), else any choice."""
+    values = dict(values)
+    names = [k for k in knobs if len(knobs[k].choices) > 1]
+    for name in rng.sample(names, min(len(names), n_knobs)):
+        choices = knobs[name].choices
+        cur = values.get(name)
+        if cur in choices and rng.random() < 0.6:  # a step to a neighbouring value
+            if isinstance(cur, tuple):  # (mid, inner): step one of the two factors, keep the other
+                which = rng.randrange(2)
+                line = sorted((c for c in choices if c[1 - which] == cur[1 - which]), key=lambda c: c[which])
+            else:
+                line = list(choices)
+            i = line.index(cur) + rng.choice((-1, 1))
+            values[name] = line[min(max(i, 0), len(line) - 1)]
+        else:
+            values[name] = rng.choice(choices)
+    return values
+
+
 class ScheduleSpace:
     """The knobs of one workload (see the module docstring) and the search operators on its points."""
 
@@ -271,23 +292,9 @@ class ScheduleSpace:
 
     def mutate(self, point: Point, rng: random.Random, n_knobs: int | None = None) -> Point:
         values = (self.default() if point == DEFAULT_SCHEDULE else point).as_dict()
-        names = [k for k in self.knobs if len(self.knobs[k].choices) > 1]
-        if not names:
+        if not any(len(k.choices) > 1 for k in self.knobs.values()):
             return point
-        for name in rng.sample(names, min(len(names), n_knobs or rng.choice((1, 1, 2, 3)))):
-            choices = self.knobs[name].choices
-            cur = values.get(name)
-            if cur in choices and rng.random() < 0.6:  # a step to a neighbouring value
-                if isinstance(cur, tuple):  # (mid, inner): step one of the two factors, keep the other
-                    which = rng.randrange(2)
-                    line = sorted((c for c in choices if c[1 - which] == cur[1 - which]), key=lambda c: c[which])
-                else:
-                    line = list(choices)
-                i = line.index(cur) + rng.choice((-1, 1))
-                values[name] = line[min(max(i, 0), len(line) - 1)]
-            else:
-                values[name] = rng.choice(choices)
-        return self.repair(Point.of(values))
+        return self.repair(Point.of(mutate_values(values, self.knobs, rng, n_knobs or rng.choice((1, 1, 2, 3)))))
 
     def crossover(self, a: Point, b: Point, rng: random.Random) -> Point:
         da, db = [(self.default() if p == DEFAULT_SCHEDULE else p).as_dict() for p in (a, b)]

@@ -146,6 +146,12 @@ def tune_nacos(w, trials: list[int], db_path: str, builder, runner) -> dict:
     return out
 
 
+def named_kernels(names: str) -> tuple[Kernel, ...]:
+    """The suite entries (full and quick) named in the comma-separated ``names``."""
+    wanted = names.split(",")
+    return tuple(k for k in FULL + QUICK if k.name in wanted)
+
+
 def tune_suite(workdir: str, trials: int, names: str | None = None) -> list[str]:
     """Tune the suite's kernels (``names``: comma-separated, default all of :data:`FULL`) with nacos alone until
     each database ``workdir/<kernel>.db`` holds ``trials`` measurements (what it already holds counts, so a rerun
@@ -154,7 +160,7 @@ def tune_suite(workdir: str, trials: int, names: str | None = None) -> list[str]
     from schedules.measure import LocalBuilder
     from schedules.runner import LocalRunner
 
-    kernels = FULL if names is None else tuple(k for k in FULL + QUICK if k.name in names.split(","))
+    kernels = FULL if names is None else named_kernels(names)
     if names is not None and len(kernels) != len(names.split(",")):
         known = ", ".join(k.name for k in FULL + QUICK)
         raise SystemExit(f"unknown kernel in {names!r}; known: {known}")
@@ -414,8 +420,7 @@ def main(argv=None) -> int:
     trials = sorted(int(t) for t in (args.trials or ("8,16" if args.quick else "32,128")).split(","))
     suite = QUICK if args.quick else FULL
     if args.kernels:
-        wanted = args.kernels.split(",")
-        suite = tuple(k for k in FULL + QUICK if k.name in wanted)
+        suite = named_kernels(args.kernels)
     rounds = args.rounds or (5 if args.quick else 15)
     args.random = (6 if args.quick else 24) if args.random is None else args.random
     workdir = args.workdir or tempfile.mkdtemp(prefix="nacos-kernels-")

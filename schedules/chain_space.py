@@ -47,11 +47,10 @@ class ChainSpace:
         from schedules.chain import default_knobs
 
         self.pw_shape, self.dw_shape = chain_extents(workload)
-        _, kb, rows, width, _ = self.pw_shape
+        _, kb, _, width, _ = self.pw_shape
         # family() reads the shape: the depthwise conv's loops, marked as a chain so plain depthwise convs
         # (another schedule entirely) never pass their points here
         self.shape: KernelShape = dataclasses.replace(kernel_shape(workload), kind="chain")
-        self.rows, self.width = rows, width
         dw_width = self.dw_shape[3]
         fixed = default_knobs(self.pw_shape, dw_width)
         choices = {"pw_k": divisors(kb, ACC_REGISTERS), "pw_w": tuple(range(1, min(width, PW_COLUMNS) + 1)),
@@ -61,10 +60,6 @@ class ChainSpace:
 
     def default(self) -> Point:
         return Point.of({k.name: k.default for k in self.knobs.values()})
-
-    def size(self) -> int:
-        return sum(1 for k in self.knobs["pw_k"].choices for w in self.knobs["pw_w"].choices
-                   if k * w <= ACC_REGISTERS) * len(self.knobs["dw_w"].choices)
 
     def knob_point(self, point: Point) -> Point:
         return self.default() if point == DEFAULT_SCHEDULE else point

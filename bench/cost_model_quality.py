@@ -2,7 +2,7 @@
 
     python bench/cost_model_quality.py DB [DB ...] [--seeds 5] [--holdout 0.2] [--k 5] [--json out.json]
                                        [--model-args '{"objective": "rank:pairwise"}'] [--no-per-db] [--no-cross]
-                                       [--curve 24,48,96] [--random N [--random-seed S]]
+                                       [--curve 24,48,96] [--random N [--random-seed S]] [--retest R]
     python bench/cost_model_quality.py --suite-trials 512 --suite-dir W [...]   # tune the kernel suite first
 
 The views, each printed and written to ``--json``:
@@ -23,6 +23,10 @@ The views, each printed and written to ``--json``:
 * **curve** (``--curve 24,48,96``) — the split view again with only the first n training points of every workload
   (same test points): how τ grows with the measurements a workload has, i.e. whether the model is limited by its
   data or by its features and the noise.
+* **retest** (``--retest R``; measures on this machine) — the held-out schedules of split 0 re-measured in R
+  interleaved rounds: the model's τ against the database labels and against the re-measured medians, how well
+  the labels agree with their own re-measurement, and the τ a perfect model would reach against each
+  (:mod:`bench.cost_model_retest`). This measures the label noise on the split view's own test points.
 * **noise** — how far measurements themselves agree (:func:`noise_reference`): back-to-back repeats, and the τ a
   perfect model would reach when latencies move as much as re-measured points did (the ``repeats`` table).
 
@@ -261,19 +265,10 @@ def random_view(pairs: list, n: int, rounds: int, k: int, model_args: dict, seed
     from schedules.workload import target_key
 
     host = target_key() if target is None else target
-    own = builder is None, runner is None
-    if any(own):  # one set of workers for every workload, not one per remeasure call
-        from schedules.measure import LocalBuilder
-        from schedules.runner import LocalRunner
+    from bench.cost_model_retest import workers
 
-        builder, runner = builder or LocalBuilder(), runner or LocalRunner()
-    try:
+    with workers(builder, runner) as (builder, runner):
         inputs, results, agree, skipped = _measure_random(pairs, n, rounds, seed, host, builder, runner)
-    finally:
-        if own[0]:
-            builder.close()
-        if own[1]:
-            runner.close()
     if save:
         from schedules.database import Database
 
@@ -317,6 +312,8 @@ def main(argv=None) -> int:
     ap.add_argument("--random-db", default=None, help="also write the random view's measurements to this database")
     ap.add_argument("--random-seed", type=int, default=0, help="sampler seed of the random view (another seed: "
                     "other fresh points)")
+    ap.add_argument("--retest", type=int, default=0, metavar="R",
+                    help="also re-measure split 0's held-out schedules R (>= 2) times here (the retest view)")
     ap.add_argument("--curve", default=None, metavar="N,N,...",
                     help="also the split view with at most N training points per workload, for each N")
     ap.add_argument("--suite-trials", type=int, default=0, metavar="N",
@@ -335,6 +332,8 @@ def main(argv=None) -> int:
         args.dbs = list(args.dbs) + tune_suite(args.suite_dir, args.suite_trials, args.suite_kernels)
     if not args.dbs:
         ap.error("give databases, or --suite-trials N --suite-dir W")
+    if args.retest == 1 or args.retest < 0:
+        ap.error("--retest needs at least 2 rounds")
     per_db_pairs = {path: load_pairs(path) for path in args.dbs}
     everything = merge([p for pairs in per_db_pairs.values() for p in pairs])
     command = " ".join(["python bench/cost_model_quality.py", *(sys.argv[1:] if argv is None else argv)])
@@ -375,11 +374,17 @@ def main(argv=None) -> int:
     ref = report["noise"] = noise_reference(everything, ratios, args.seeds, args.holdout)
     print(f"noise: back-to-back repeats agree to tau {ref['back_to_back_tau_mean']:.3f}; {len(ratios)} re-measured "
           f"points moved by median {ref['remeasured_abs_log2_median']:.2f} log2; a perfect model would reach tau "
-          f"~{ref.get('remeasured_ceiling_tau_mean', float('nan')):.3f} on these splits", flush=True)
+          f"~{ref.get('remeasured_ceiling_tau_mean', float('nan')):.3f} on these splits (rough: from the re-measured "
+          "best points only; --retest R measures it on the test points)", flush=True)
     if args.random:
         r = report["random"] = random_view(everything, args.random, args.random_rounds, args.k, model_args,
                                            seed=args.random_seed, save=args.random_db)
         print(random_line(r), flush=True)
+    if args.retest:
+        from bench.cost_model_retest import retest_line, retest_view
+
+        r = report["retest"] = retest_view(everything, args.retest, args.holdout, args.k, model_args)
+        print(retest_line(r), flush=True)
     report["wall_s"] = time.perf_counter() - t0
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,8 @@ Reported per kernel: latency ratios to MetaSchedule at the largest budget, GFLOP
 :func:`fp32_peak`) and the tuning wall time of each tuner. Finally the cost model's ranking quality on held-out
 measurements of the run's databases (:func:`schedules.cost_model.holdout_pairs_quality`), next to the τ a perfect
 model would reach there under the measured noise, and on ``--random`` fresh schedules per kernel that neither the
-tuner nor the model saw (``bench/cost_model_quality.py``'s random view)."""
+tuner nor the model saw (``bench/cost_model_quality.py``'s random view), and — the held-out schedules re-measured
+``--retest`` times — how far the held-out labels agree with themselves (``bench/cost_model_retest.py``)."""
 
 from __future__ import annotations
 
@@ -395,6 +396,10 @@ def print_table(rows: list[dict], peak: dict, quality: dict | None) -> None:
             from bench.cost_model_quality import random_line
 
             print(random_line(quality["random"]))
+        if "retest" in quality:
+            from bench.cost_model_retest import retest_line
+
+            print(retest_line(quality["retest"]))
 
 
 def main(argv=None) -> int:
@@ -408,6 +413,9 @@ def main(argv=None) -> int:
     ap.add_argument("--random", type=int, default=None, metavar="N",
                     help="fresh sampled schedules per kernel measured to rank with the cost model (default 24, "
                          "quick 6; 0: off)")
+    ap.add_argument("--retest", type=int, default=None, metavar="R",
+                    help="re-measure the held-out schedules R times to show how far their labels agree with "
+                         "themselves (default 4, quick 2; 0: off)")
     args = ap.parse_args(argv)
 
     from schedules.measure import LocalBuilder
@@ -423,6 +431,9 @@ def main(argv=None) -> int:
         suite = named_kernels(args.kernels)
     rounds = args.rounds or (5 if args.quick else 15)
     args.random = (6 if args.quick else 24) if args.random is None else args.random
+    args.retest = (2 if args.quick else 4) if args.retest is None else args.retest
+    if args.retest == 1 or args.retest < 0:
+        ap.error("--retest needs at least 2 rounds (0: off)")
     workdir = args.workdir or tempfile.mkdtemp(prefix="nacos-kernels-")
     os.makedirs(workdir, exist_ok=True)
     peak = fp32_peak(num_threads())
@@ -437,11 +448,14 @@ def main(argv=None) -> int:
             if args.json:  # partial results survive an interrupted run
                 write_json(args.json + ".partial", {"fp32_peak": peak, "trials": trials, "kernels": rows})
         quality = cost_model_quality(dbs)
-        if args.random:
-            from bench.cost_model_quality import load_pairs, merge, random_view
+        from bench.cost_model_quality import load_pairs, merge, random_view
+        from bench.cost_model_retest import retest_view
 
-            pairs = merge([p for db in dbs for p in load_pairs(db)])
+        pairs = merge([p for db in dbs for p in load_pairs(db)])
+        if args.random:
             quality["random"] = random_view(pairs, args.random, 2, quality["k"], {}, builder=builder, runner=runner)
+        if args.retest:
+            quality["retest"] = retest_view(pairs, args.retest, 0.2, quality["k"], {}, builder=builder, runner=runner)
     finally:
         builder.close()
         runner.close()

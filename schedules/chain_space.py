@@ -23,7 +23,7 @@ import random
 
 from schedules.default import ACC_REGISTERS
 from schedules.kernel import KernelShape, kernel_shape
-from schedules.space import DEFAULT_SCHEDULE, Knob, Point, _nearest, divisors, mutate_values
+from schedules.space import DEFAULT_SCHEDULE, Knob, Point, _nearest, crossover_values, divisors, mutate_values
 
 PW_COLUMNS = 8    # widest 1×1 column tile offered (8 × 1 vector: 8 accumulators)
 DW_COLUMNS = 16   # widest depthwise column tile offered
@@ -74,7 +74,7 @@ class ChainSpace:
 
     def crossover(self, a: Point, b: Point, rng: random.Random) -> Point:
         da, db = self.knob_point(a).as_dict(), self.knob_point(b).as_dict()
-        return self.repair(Point.of({k: (da if rng.random() < 0.5 else db).get(k) for k in self.knobs}))
+        return self.repair(Point.of(crossover_values(da, db, self.knobs, rng)))
 
     def repair(self, point: Point) -> Point:
         """The closest valid point: unknown knobs dropped (a point of another space keeps nothing), missing ones

@@ -144,6 +144,11 @@ def _nearest(value: Any, choices: tuple) -> Any:
     return best if dist(best) < math.inf else choices[0]
 
 
+def crossover_values(a: dict, b: dict, knobs: dict[str, Knob], rng: random.Random) -> dict:
+    """Uniform crossover: each knob's value from ``a`` or ``b`` with equal odds (the caller repairs the result)."""
+    return {k: (a if rng.random() < 0.5 else b).get(k) for k in knobs}
+
+
 def mutate_values(values: dict, knobs: dict[str, Knob], rng: random.Random, n_knobs: int) -> dict:
     """``values`` with ``n_knobs`` of the knobs that have a choice changed: mostly a step to a neighbouring value
     (for a ``(mid, inner)`` pair, of one of its two factors), else any choice."""
@@ -298,7 +303,7 @@ class ScheduleSpace:
 
     def crossover(self, a: Point, b: Point, rng: random.Random) -> Point:
         da, db = [(self.default() if p == DEFAULT_SCHEDULE else p).as_dict() for p in (a, b)]
-        return self.repair(Point.of({k: (da if rng.random() < 0.5 else db).get(k) for k in self.knobs}))
+        return self.repair(Point.of(crossover_values(da, db, self.knobs, rng)))
 
     # ---- validity ---------------------------------------------------------------------------------------------
     def repair(self, point: Point) -> Point:

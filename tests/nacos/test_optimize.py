@@ -60,7 +60,9 @@ def test_a_front_artifact_remeasured_agrees_with_pareto_json(run):
     model = nacos.Compiled.load(result.out / member.artifact)
     x = np.ascontiguousarray(data.load("digits").test.x[:1])
     again = min(time_model(model, x) for _ in range(3)) * 1e3
-    assert 1 / 2.5 < again / member.latency_ms < 2.5, (again, member.latency_ms)
+    # the front's number was taken mid-search, by one measurement on a shared 2-core machine, and load then only
+    # makes it slower (once seen: 0.285 ms recorded, 0.065 ms again while other tests ran): more room below
+    assert 1 / 6 < again / member.latency_ms < 2.5, (again, member.latency_ms)
 
 
 def test_front_member_artifact_and_onnx_export_compute_the_same_network(run):

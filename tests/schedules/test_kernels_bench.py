@@ -63,3 +63,5 @@ def test_quick_bench_end_to_end(tmp_path):
     assert "Kendall tau" in proc.stdout and "GFLOP/s" in proc.stdout
     assert q["random"]["per_workload_points"] == 6 and q["random"]["measurements"] > 0
     assert "random held-out schedules" in proc.stdout
+    # 16 measurements a kernel hold out round(0.2 · 16) = 3, just enough for a τ per kernel
+    assert q["retest"]["rounds"] == 2 and q["retest"]["points"] > 0 and "retest (" in proc.stdout

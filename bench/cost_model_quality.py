@@ -2,7 +2,8 @@
 
     python bench/cost_model_quality.py DB [DB ...] [--seeds 5] [--holdout 0.2] [--k 5] [--json out.json]
                                        [--model-args '{"objective": "rank:pairwise"}'] [--no-per-db] [--no-cross]
-                                       [--curve 24,48,96] [--random N [--random-seed S]] [--retest R]
+                                       [--curve 24,48,96] [--random N [--random-seed S]]
+                                       [--retest R [--retest-reference]]
     python bench/cost_model_quality.py --suite-trials 512 --suite-dir W [...]   # tune the kernel suite first
 
 The views, each printed and written to ``--json``:
@@ -314,6 +315,8 @@ def main(argv=None) -> int:
                     "other fresh points)")
     ap.add_argument("--retest", type=int, default=0, metavar="R",
                     help="also re-measure split 0's held-out schedules R (>= 2) times here (the retest view)")
+    ap.add_argument("--retest-reference", action="store_true",
+                    help="the retest view brackets every re-measurement by a reference schedule and normalizes by it")
     ap.add_argument("--curve", default=None, metavar="N,N,...",
                     help="also the split view with at most N training points per workload, for each N")
     ap.add_argument("--suite-trials", type=int, default=0, metavar="N",
@@ -383,7 +386,8 @@ def main(argv=None) -> int:
     if args.retest:
         from bench.cost_model_retest import retest_line, retest_view
 
-        r = report["retest"] = retest_view(everything, args.retest, args.holdout, args.k, model_args)
+        r = report["retest"] = retest_view(everything, args.retest, args.holdout, args.k, model_args,
+                                           referenced=args.retest_reference)
         print(retest_line(r), flush=True)
     report["wall_s"] = time.perf_counter() - t0
     if args.json:

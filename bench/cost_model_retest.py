@@ -13,6 +13,9 @@ reports, per workload,
   Gaussian-noise model (Greiner's relation r = sin(πτ/2) between Kendall's τ and Pearson's r; the re-measured
   median's reliability from its halves' agreement by Spearman–Brown). An estimate, not a bound: latencies are
   not Gaussian, and the noise has bursts.
+
+With ``--retest-reference`` each re-measurement is bracketed by a reference schedule and divided by it, which
+cancels load changes that last seconds (the labels' agreement says how much that buys).
 """
 
 from __future__ import annotations
@@ -59,11 +62,13 @@ def perfect_model_tau(labels_vs_retest: float, halves: float) -> tuple[float, fl
 
 
 def retest_view(pairs: list, rounds: int, holdout: float, k: int, model_args: dict, seed: int = 0,
-                builder=None, runner=None, target: str | None = None) -> dict:
+                builder=None, runner=None, target: str | None = None, referenced: bool = False) -> dict:
     """Train on split ``seed`` of ``pairs`` (:func:`schedules.cost_model.stratified_split`, the split view's), then
     re-measure every successful held-out schedule ``rounds`` times (≥ 2) and compare, per workload with ≥ 3
     points, the model and the labels as the module docstring says. Workloads of another target than ``target``
-    (default this CPU's) cannot be measured here and are skipped."""
+    (default this CPU's) cannot be measured here and are skipped. ``referenced``: every re-measurement is
+    bracketed by a reference schedule (the workload's held-out point with the median database latency) and
+    normalized by it (:func:`schedules.tuner.remeasure`), which cancels load changes that last seconds."""
     from scipy.stats import kendalltau
 
     from schedules.cost_model import create, stratified_split
@@ -87,7 +92,8 @@ def retest_view(pairs: list, rounds: int, holdout: float, k: int, model_args: di
             if w.target != host:
                 skipped.append(w.name)
                 continue
-            lats = remeasure(w, [i.point for i, _ in rows], rounds, runner, builder)
+            ref = sorted(rows, key=lambda row: row[1].latency)[len(rows) // 2][0].point if referenced else None
+            lats = remeasure(w, [i.point for i, _ in rows], rounds, runner, builder, reference=ref)
             kept = [(i, r, lats[i.point]) for i, r in rows if len(lats[i.point]) == rounds]
             if len(kept) < 3:
                 continue
@@ -111,13 +117,14 @@ def retest_view(pairs: list, rounds: int, holdout: float, k: int, model_args: di
     keys = ("model_vs_db_labels", "model_vs_retest", "db_labels_vs_retest", "halves_agree",
             "perfect_model_vs_db_labels", "perfect_model_vs_retest")
     out = {key: float(np.nanmean([v[key] for v in per.values()])) if per else float("nan") for key in keys}
-    out.update(seed=seed, rounds=rounds, train=len(train), points=sum(v["points"] for v in per.values()),
+    out.update(seed=seed, rounds=rounds, referenced=referenced, train=len(train), points=sum(v["points"] for v in per.values()),
                workloads=len(per), per_workload=per, skipped_other_target=skipped)
     return out
 
 
 def retest_line(r: dict) -> str:
-    return (f"retest ({r['points']} held-out schedules of split {r['seed']} re-measured {r['rounds']}x, "
+    how = " against a reference" if r.get("referenced") else ""
+    return (f"retest ({r['points']} held-out schedules of split {r['seed']} re-measured {r['rounds']}x{how}, "
             f"{r['workloads']} wl): model tau {r['model_vs_db_labels']:.3f} vs database labels, "
             f"{r['model_vs_retest']:.3f} vs re-measured medians; the labels agree with their re-measurement to "
             f"tau {r['db_labels_vs_retest']:.3f}, halves of the rounds to {r['halves_agree']:.3f}; a perfect model "

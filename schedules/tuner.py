@@ -20,6 +20,7 @@ without being rediscovered trial by trial.
 from __future__ import annotations
 
 import random
+import statistics
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -327,9 +328,14 @@ def tune_workload(workload: Workload, trials: int, db: Database | str, runner: R
 
 
 def remeasure(workload: Workload, points: Sequence[Point], rounds: int = 3, runner: Runner | None = None,
-              builder: Builder | None = None) -> dict[Point, list[float]]:
+              builder: Builder | None = None, reference: Point | None = None) -> dict[Point, list[float]]:
     """Latencies of ``points`` measured again, interleaved ``rounds`` times (nothing is stored): a side-by-side
-    comparison on a noisy machine, e.g. of a tuned schedule against :data:`DEFAULT_SCHEDULE`."""
+    comparison on a noisy machine, e.g. of a tuned schedule against :data:`DEFAULT_SCHEDULE`.
+
+    With a ``reference`` schedule, every measurement is bracketed by two of the reference and divided by their
+    geometric mean, then scaled by the reference's median over the call: a load change that lasts seconds slows
+    the point and its brackets alike and cancels (three runs a measurement instead of one). A point whose
+    brackets failed is left out of that round, as a failed measurement is."""
     import os
 
     from schedules.runner import LocalRunner
@@ -337,14 +343,27 @@ def remeasure(workload: Workload, points: Sequence[Point], rounds: int = 3, runn
     own_builder, own_runner = builder is None, runner is None
     builder = builder or LocalBuilder()
     runner = runner or LocalRunner()
-    builds = builder.build([MeasureInput(workload, p) for p in points])
+    builds = builder.build([MeasureInput(workload, p) for p in ([reference] if reference else []) + list(points)])
     try:
         out: dict[Point, list[float]] = {p: [] for p in points}
+        if reference is None:
+            for _ in range(rounds):
+                for b, r in zip(builds, runner.run(builds)):
+                    if r.ok:
+                        out[b.input.point].append(r.latency)
+            return out
+        ref, candidates = builds[0], builds[1:]
+        ratios: dict[Point, list[float]] = {p: [] for p in points}
+        ref_lats = []
         for _ in range(rounds):
-            for b, r in zip(builds, runner.run(builds)):
-                if r.ok:
-                    out[b.input.point].append(r.latency)
-        return out
+            for b in candidates:
+                before, r, after = runner.run([ref, b, ref])
+                if before.ok and after.ok:
+                    ref_lats += [before.latency, after.latency]
+                    if r.ok:
+                        ratios[b.input.point].append(r.latency / (before.latency * after.latency) ** 0.5)
+        scale = statistics.median(ref_lats) if ref_lats else 0.0
+        return {p: [x * scale for x in v] for p, v in ratios.items()}
     finally:
         for b in builds:
             if b.artifact and os.path.exists(b.artifact):

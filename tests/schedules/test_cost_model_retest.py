@@ -65,3 +65,53 @@ def test_retest_view_remeasures_the_held_out_points_and_sees_the_noise():
     assert quiet["model_vs_retest"] > loud["model_vs_retest"]
     with pytest.raises(ValueError):
         retest_view(pairs, 1, 0.25, 5, {}, builder=NoisyMeasurer(0.1), runner=NoisyMeasurer(0.1), target="{}")
+
+
+class DriftingMeasurer(NoisyMeasurer):
+    """Each point's own latency (drawn once, 0.4–0.6 ms) times a machine load that swings smoothly between ×1 and
+    ×2 over 40 runs, plus 1 % noise: the slow noise of a shared machine, which a reference timed right before and
+    after a point cancels."""
+
+    def __init__(self):
+        super().__init__(0.01)
+        self.true, self.runs = {}, 0
+
+    def run(self, builds, callback=None):
+        out = []
+        for b in builds:
+            w, p = b.input.workload, b.input.point
+            base = self.true.setdefault((w.key, p), float(np.exp(self.rng.uniform(np.log(4e-4), np.log(6e-4)))))
+            lat = base * (1.5 + 0.5 * math.sin(2 * math.pi * self.runs / 40)) * math.exp(self.rng.normal(0, self.sigma))
+            self.runs += 1
+            self.log.append(p)
+            out.append(MeasureResult(w.key, p, lat, (lat,)))
+        return out
+
+
+def test_remeasure_against_a_reference_cancels_slow_load_changes():
+    from scipy.stats import kendalltau
+
+    from schedules.tuner import remeasure
+
+    inputs, _ = dataset(40, 2)
+    w = inputs[0].workload
+    points = [i.point for i in inputs if i.workload == w][:30]
+    fake = DriftingMeasurer()
+    raw = remeasure(w, points, 2, fake, fake)
+    ref = remeasure(w, points, 2, fake, fake, reference=points[0])
+    assert fake.runs == 2 * len(points) + 3 * 2 * len(points)  # a referenced measurement is three runs
+    agree = {name: kendalltau([v[0] for v in lats.values()], [v[1] for v in lats.values()]).statistic
+             for name, lats in (("raw", raw), ("ref", ref))}
+    assert agree["ref"] > 0.8 and agree["raw"] < agree["ref"] - 0.3, agree
+    # still seconds: the ratios are scaled by the reference's median latency
+    true = np.array([fake.true[(w.key, p)] for p in points])
+    assert 0.5 < np.median([np.median(ref[p]) for p in points]) / np.median(true) < 2.5
+
+
+def test_referenced_retest_view_brackets_every_measurement():
+    inputs, results = dataset(60, 1)
+    fake = DriftingMeasurer()
+    r = retest_view(list(zip(inputs, results)), 2, 0.25, 5, {}, builder=fake, runner=fake, target="{}",
+                    referenced=True)
+    assert r["referenced"] and r["workloads"] == 2 and fake.runs == 3 * 2 * r["points"]
+    assert r["halves_agree"] > 0.8, r

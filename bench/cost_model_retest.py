@@ -14,8 +14,9 @@ reports, per workload,
   median's reliability from its halves' agreement by Spearman–Brown). An estimate, not a bound: latencies are
   not Gaussian, and the noise has bursts.
 
-With ``--retest-reference`` each re-measurement is bracketed by a reference schedule and divided by it, which
-cancels load changes that last seconds (the labels' agreement says how much that buys).
+With ``--retest-reference`` each re-measurement is bracketed by a reference schedule and divided by it, which is
+meant to cancel load changes that last seconds; the labels' agreement says how much it buys (on the suite, little:
+docs/performance.md, *Retest*).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def retest_view(pairs: list, rounds: int, holdout: float, k: int, model_args: di
     points, the model and the labels as the module docstring says. Workloads of another target than ``target``
     (default this CPU's) cannot be measured here and are skipped. ``referenced``: every re-measurement is
     bracketed by a reference schedule (the workload's held-out point with the median database latency) and
-    normalized by it (:func:`schedules.tuner.remeasure`), which cancels load changes that last seconds."""
+    normalized by it (:func:`schedules.tuner.remeasure`), meant to cancel load changes that last seconds."""
     from scipy.stats import kendalltau
 
     from schedules.cost_model import create, stratified_split

@@ -334,7 +334,7 @@ def remeasure(workload: Workload, points: Sequence[Point], rounds: int = 3, runn
 
     With a ``reference`` schedule, every measurement is bracketed by two of the reference and divided by their
     geometric mean, then scaled by the reference's median over the call: a load change that lasts seconds slows
-    the point and its brackets alike and cancels (three runs a measurement instead of one). A point whose
+    the point and its brackets alike and should cancel (three runs a measurement instead of one). A point whose
     brackets failed is left out of that round, as a failed measurement is."""
     import os
 

@@ -386,7 +386,7 @@ def main(argv=None) -> int:
     if args.retest:
         from bench.cost_model_retest import retest_line, retest_view
 
-        r = report["retest"] = retest_view(everything, args.retest, args.holdout, args.k, model_args,
+        r = report["retest"] = retest_view(everything, args.retest, args.holdout, model_args,
                                            referenced=args.retest_reference)
         print(retest_line(r), flush=True)
     report["wall_s"] = time.perf_counter() - t0

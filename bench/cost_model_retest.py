@@ -62,7 +62,7 @@ def perfect_model_tau(labels_vs_retest: float, halves: float) -> tuple[float, fl
     return _tau(_r(labels_vs_retest) / math.sqrt(reliability)), _tau(math.sqrt(reliability))
 
 
-def retest_view(pairs: list, rounds: int, holdout: float, k: int, model_args: dict, seed: int = 0,
+def retest_view(pairs: list, rounds: int, holdout: float, model_args: dict, seed: int = 0,
                 builder=None, runner=None, target: str | None = None, referenced: bool = False) -> dict:
     """Train on split ``seed`` of ``pairs`` (:func:`schedules.cost_model.stratified_split`, the split view's), then
     re-measure every successful held-out schedule ``rounds`` times (≥ 2) and compare, per workload with ≥ 3
@@ -118,8 +118,9 @@ def retest_view(pairs: list, rounds: int, holdout: float, k: int, model_args: di
     keys = ("model_vs_db_labels", "model_vs_retest", "db_labels_vs_retest", "halves_agree",
             "perfect_model_vs_db_labels", "perfect_model_vs_retest")
     out = {key: float(np.nanmean([v[key] for v in per.values()])) if per else float("nan") for key in keys}
-    out.update(seed=seed, rounds=rounds, referenced=referenced, train=len(train), points=sum(v["points"] for v in per.values()),
-               workloads=len(per), per_workload=per, skipped_other_target=skipped)
+    out.update(seed=seed, rounds=rounds, referenced=referenced, train=len(train),
+               points=sum(v["points"] for v in per.values()), workloads=len(per), per_workload=per,
+               skipped_other_target=skipped)
     return out
 
 

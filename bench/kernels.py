@@ -455,7 +455,7 @@ def main(argv=None) -> int:
         if args.random:
             quality["random"] = random_view(pairs, args.random, 2, quality["k"], {}, builder=builder, runner=runner)
         if args.retest:
-            quality["retest"] = retest_view(pairs, args.retest, 0.2, quality["k"], {}, builder=builder, runner=runner)
+            quality["retest"] = retest_view(pairs, args.retest, 0.2, {}, builder=builder, runner=runner)
     finally:
         builder.close()
         runner.close()

@@ -29,7 +29,8 @@ class NoisyMeasurer(Runner, Builder):
     def run(self, builds, callback=None):
         out = []
         for b in builds:
-            lat = synthetic_latency(b.input.workload, b.input.point, self.rng) * math.exp(self.rng.normal(0, self.sigma))
+            lat = synthetic_latency(b.input.workload, b.input.point, self.rng)
+            lat *= math.exp(self.rng.normal(0, self.sigma))
             self.log.append(b.input.point)
             out.append(MeasureResult(b.input.workload.key, b.input.point, lat, (lat,)))
         return out
@@ -52,7 +53,7 @@ def test_retest_view_remeasures_the_held_out_points_and_sees_the_noise():
     views = {}
     for sigma in (0.02, 0.6):
         fake = NoisyMeasurer(sigma)
-        r = views[sigma] = retest_view(pairs, 3, 0.25, 5, {}, builder=fake, runner=fake, target="{}")
+        r = views[sigma] = retest_view(pairs, 3, 0.25, {}, builder=fake, runner=fake, target="{}")
         assert r["workloads"] == 2 and r["rounds"] == 3 and len(fake.log) == 3 * r["points"]
         held_out = {p for p in fake.log}
         assert len(held_out) == r["points"] and held_out <= {i.point for i in inputs}
@@ -64,7 +65,7 @@ def test_retest_view_remeasures_the_held_out_points_and_sees_the_noise():
     assert quiet["model_vs_db_labels"] == pytest.approx(loud["model_vs_db_labels"])
     assert quiet["model_vs_retest"] > loud["model_vs_retest"]
     with pytest.raises(ValueError):
-        retest_view(pairs, 1, 0.25, 5, {}, builder=NoisyMeasurer(0.1), runner=NoisyMeasurer(0.1), target="{}")
+        retest_view(pairs, 1, 0.25, {}, builder=NoisyMeasurer(0.1), runner=NoisyMeasurer(0.1), target="{}")
 
 
 class DriftingMeasurer(NoisyMeasurer):
@@ -111,7 +112,7 @@ def test_remeasure_against_a_reference_cancels_slow_load_changes():
 def test_referenced_retest_view_brackets_every_measurement():
     inputs, results = dataset(60, 1)
     fake = DriftingMeasurer()
-    r = retest_view(list(zip(inputs, results)), 2, 0.25, 5, {}, builder=fake, runner=fake, target="{}",
+    r = retest_view(list(zip(inputs, results)), 2, 0.25, {}, builder=fake, runner=fake, target="{}",
                     referenced=True)
     assert r["referenced"] and r["workloads"] == 2 and fake.runs == 3 * 2 * r["points"]
     assert r["halves_agree"] > 0.8, r

@@ -296,13 +296,13 @@ class ScheduleSpace:
         return self.repair(Point.of(values))
 
     def mutate(self, point: Point, rng: random.Random, n_knobs: int | None = None) -> Point:
-        values = (self.default() if point == DEFAULT_SCHEDULE else point).as_dict()
+        values = self.knob_point(point).as_dict()
         if not any(len(k.choices) > 1 for k in self.knobs.values()):
             return point
         return self.repair(Point.of(mutate_values(values, self.knobs, rng, n_knobs or rng.choice((1, 1, 2, 3)))))
 
     def crossover(self, a: Point, b: Point, rng: random.Random) -> Point:
-        da, db = [(self.default() if p == DEFAULT_SCHEDULE else p).as_dict() for p in (a, b)]
+        da, db = self.knob_point(a).as_dict(), self.knob_point(b).as_dict()
         return self.repair(Point.of(crossover_values(da, db, self.knobs, rng)))
 
     # ---- validity ---------------------------------------------------------------------------------------------

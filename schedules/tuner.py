@@ -343,7 +343,7 @@ def remeasure(workload: Workload, points: Sequence[Point], rounds: int = 3, runn
     own_builder, own_runner = builder is None, runner is None
     builder = builder or LocalBuilder()
     runner = runner or LocalRunner()
-    builds = builder.build([MeasureInput(workload, p) for p in ([reference] if reference else []) + list(points)])
+    builds = builder.build([MeasureInput(workload, p) for p in ([] if reference is None else [reference]) + list(points)])
     try:
         out: dict[Point, list[float]] = {p: [] for p in points}
         if reference is None:

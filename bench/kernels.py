@@ -193,7 +193,7 @@ def tune_metaschedule(func, trials: list[int], work_dir: str) -> dict:
 # ---- side-by-side timing -----------------------------------------------------------------------------------------
 def _tvm_variant(mod, arrays, packed=()):
     """(timer(n) -> seconds per call, output) of a compiled IRModule; ``packed`` inputs are re-laid out first."""
-    from schedules.default import pack_constant
+    from schedules.packed import pack_constant
     from schedules.tvm_env import aligned, make_target, tvm
 
     tgt = make_target(None)
@@ -289,7 +289,7 @@ def _max_rel_err(got, ref) -> float:
 
 
 def bench_kernel(kernel: Kernel, trials: list[int], workdir: str, builder, runner, rounds: int) -> dict:
-    from schedules.default import packed_inputs
+    from schedules.packed import packed_inputs
     from schedules.measure import random_inputs
     from schedules.space import space_for
     from schedules.tvm_env import tvm

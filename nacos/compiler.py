@@ -14,7 +14,8 @@ from typing import Callable, Mapping
 from ir.graph import CONSTANT, Graph
 from ir.verify import verify
 from nacos.compiled import Compiled, KernelInfo
-from schedules.default import default_schedule, pack_constant, packed_inputs
+from schedules.default import default_schedule
+from schedules.packed import pack_constant, packed_inputs
 from schedules.fusion import is_view, kernel_graph, partition
 from schedules.lowering import Group, lower_group
 from schedules.tvm_env import make_target, tvm

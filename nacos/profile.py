@@ -14,7 +14,7 @@ import numpy as np
 from ir.analysis import node_cost
 from ir.graph import CONSTANT, Graph
 from nacos.compiler import schedule_group
-from schedules.default import pack_constant, packed_inputs
+from schedules.packed import pack_constant, packed_inputs
 from schedules.fusion import kernel_graph, kernel_groups
 from schedules.tvm_env import make_target, tvm
 

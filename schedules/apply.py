@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import math
 
-from schedules.default import (PACKING_ATTR, _extents, _is_reduction, _try, _vectorize_innermost, _with_arity,
-                               schedule_injective, schedule_reduction, schedule_rowwise)
+from schedules.default import schedule_injective
+from schedules.loops import is_reduction, loop_extents, try_on_copy, vectorize_innermost, with_arity
+from schedules.packed import PACKING_ATTR
+from schedules.rowwise import schedule_rowwise
+from schedules.tiled import schedule_reduction
 from schedules.kernel import KernelShape
 from schedules.space import FUSE_LAST_APART, Point
 from schedules.tvm_env import tvm
@@ -43,7 +46,7 @@ def apply_point(func, shape: KernelShape, point: Point) -> Schedule:
         step = "other blocks"
         for n in shape.blocks:
             if n not in done:
-                sch = _try(sch, lambda s, n=n: _default_block(s, n))
+                sch = try_on_copy(sch, lambda s, n=n: _default_block(s, n))
     except Exception as e:  # noqa: BLE001 — TVM raises its own error types for rejected primitives
         raise ScheduleError(f"{step}: {type(e).__name__}: {str(e).strip().splitlines()[-1][:300]}") from None
     if packings:  # tells the compiler (and the runner) which constants to pre-pack, as default_schedule does
@@ -53,7 +56,7 @@ def apply_point(func, shape: KernelShape, point: Point) -> Schedule:
 
 def _default_block(sch: Schedule, name: str) -> None:
     b = sch.get_sblock(name)
-    if _is_reduction(sch, b):
+    if is_reduction(sch, b):
         schedule_reduction(sch, b)
     else:
         schedule_injective(sch, b)
@@ -71,7 +74,7 @@ def _apply_injective(sch: Schedule, shape: KernelShape, p: Point) -> set[str]:
     if p["fuse"] == "all" and len(loops) > 1:
         loops = [sch.fuse(*loops)]
     inner = loops[-1]
-    extent = _extents(sch, [inner])[0]
+    extent = loop_extents(sch, [inner])[0]
     if lanes == extent and unroll == 1 and len(loops) > 1:
         sch.vectorize(inner)  # the whole innermost loop is one vector
         outer = loops[:-1]
@@ -129,7 +132,7 @@ def _apply_reduction(sch: Schedule, shape: KernelShape, p: Point) -> set[str]:
         if t > 1:
             tile.append((i, parts[-1]))
     r_outer, r_inner = [], []
-    for j, (lp, ext) in enumerate(zip(reduce, _extents(sch, reduce))):
+    for j, (lp, ext) in enumerate(zip(reduce, loop_extents(sch, reduce))):
         r = p[f"r{j}"]
         if r <= 1:
             r_outer.append(lp)
@@ -163,11 +166,11 @@ def _apply_reduction(sch: Schedule, shape: KernelShape, p: Point) -> set[str]:
     if fuse_epi:
         out = sch.get_sblock(shape.epilogue[-1])
         sch.reverse_compute_at(out, attach)
-        _vectorize_innermost(sch, out, depth, unroll=p["unroll"] >= 1)
+        vectorize_innermost(sch, out, depth, unroll=p["unroll"] >= 1)
     elif p["acc"] != "none":
         cw = sch.cache_write(block, 0, "local")
         sch.reverse_compute_at(cw, attach)
-        _vectorize_innermost(sch, cw, depth)
+        vectorize_innermost(sch, cw, depth)
     vector = tile[-1][1] if tile and tile[-1][0] == vaxis and p["vec"] else None
     if p["unroll"] >= 1:
         for _, lp in tile:
@@ -186,7 +189,7 @@ def _apply_reduction(sch: Schedule, shape: KernelShape, p: Point) -> set[str]:
             prod = sch.get_sblock(n)
             sch.compute_at(prod, fused)
             ploops = sch.get_loops(prod)
-            if len(ploops) > 1 and 1 < _extents(sch, [ploops[-1]])[0] <= 64:
+            if len(ploops) > 1 and 1 < loop_extents(sch, [ploops[-1]])[0] <= 64:
                 sch.vectorize(ploops[-1])
             done.add(n)
     if reduce and (tile or mid or p["acc"] != "none"):
@@ -198,7 +201,7 @@ def _apply_reduction(sch: Schedule, shape: KernelShape, p: Point) -> set[str]:
 
 def _pack(sch: Schedule, block, packed: tuple[int, int, int], lanes: int) -> list[int] | None:
     """Re-lay out the constant param so ``dim`` is blocked by ``lanes`` innermost (as schedule_packed does);
-    the compiler packs the constant accordingly (:func:`schedules.default.pack_constant`). None when ``dim`` is
+    the compiler packs the constant accordingly (:func:`schedules.packed.pack_constant`). None when ``dim`` is
     already the innermost dimension with ``lanes`` elements (blocked weights): nothing to re-lay out."""
     _, param, dim = packed
     name = sch.mod["main"].params[param].name
@@ -210,7 +213,7 @@ def _pack(sch: Schedule, block, packed: tuple[int, int, int], lanes: int) -> lis
     def index_map(*idx):
         return [*idx[:dim], idx[dim] // lanes, *idx[dim + 1:], idx[dim] % lanes]
 
-    sch.transform_layout(block, name, _with_arity(index_map, rank))
+    sch.transform_layout(block, name, with_arity(index_map, rank))
     return [param, dim, lanes]
 
 

@@ -3,7 +3,7 @@ in one kernel (:data:`schedules.fusion.CHAINS`).
 
 One parallel loop runs over output rows. Each iteration computes the depthwise conv's row for every channel
 block into a row buffer (compacted by TVM to one row: C/b · W · b floats, 14–32 KB on MobileNetV2), then the 1×1
-conv reads that buffer with the same register tiles as its kernel alone (:func:`schedules.default.packed_tile`:
+conv reads that buffer with the same register tiles as its kernel alone (:func:`schedules.packed.packed_tile`:
 output-channel blocks × columns, the lanes innermost). The depthwise output never goes to memory: in
 MobileNetV2 the two kernels apart wrote and re-read it (1.2–1.8 MB at 56×56) between calls.
 
@@ -20,7 +20,9 @@ parallel loop.
 
 from __future__ import annotations
 
-from schedules.default import _extents, _is_reduction, _iter_kinds, _tile_width, packed_tile
+from schedules.loops import is_reduction, iter_kinds, loop_extents
+from schedules.packed import packed_tile
+from schedules.tiled import tile_width
 from schedules.tvm_env import tvm
 
 Schedule = tvm.s_tir.Schedule
@@ -31,25 +33,25 @@ def chain_blocks(sch: Schedule) -> tuple[list[str], str, list[str], str, list[st
     loops this schedule knows: two reductions, both over blocked outputs (lanes last), the depthwise one with
     two reduction loops (R, S), the 1×1 one with four (C/b, R, S, b); None otherwise."""
     names = [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
-    reds = [n for n in names if _is_reduction(sch, sch.get_sblock(n))]
+    reds = [n for n in names if is_reduction(sch, sch.get_sblock(n))]
     if len(reds) != 2:
         return None
     first, second = reds
     i, j = names.index(first), names.index(second)
     if j == i + 1 or j == len(names) - 1:
         return None  # the depthwise result needs an epilogue block to write the row buffer, the 1×1 one too
-    if _iter_kinds(sch, sch.get_sblock(first)) != [0] * 5 + [2] * 2 \
-            or _iter_kinds(sch, sch.get_sblock(second)) != [0] * 5 + [2] * 4:
+    if iter_kinds(sch, sch.get_sblock(first)) != [0] * 5 + [2] * 2 \
+            or iter_kinds(sch, sch.get_sblock(second)) != [0] * 5 + [2] * 4:
         return None
     return names[:i], first, names[i + 1:j], second, names[j + 1:]
 
 
 def default_knobs(pw_ext, dw_width: int) -> dict[str, int]:
     """The register tiles :func:`schedule_chain` picks by itself: the 1×1 conv's tile as its kernel alone would
-    have it (output-channel blocks × columns, :func:`schedules.default.packed_tile`) and the depthwise row's column
-    tile (:func:`schedules.default._tile_width`). ``pw_ext``: the 1×1 conv's spatial extents (N, K/b, H, W, b)."""
+    have it (output-channel blocks × columns, :func:`schedules.packed.packed_tile`) and the depthwise row's column
+    tile (:func:`schedules.tiled.tile_width`). ``pw_ext``: the 1×1 conv's spatial extents (N, K/b, H, W, b)."""
     tile = packed_tile(list(pw_ext), 4, (2, 3), 1, reductions=4)
-    return {"pw_k": tile.get(1, 1), "pw_w": tile.get(3, 1), "dw_w": _tile_width(dw_width)}
+    return {"pw_k": tile.get(1, 1), "pw_w": tile.get(3, 1), "dw_w": tile_width(dw_width)}
 
 
 def schedule_chain(sch: Schedule, knobs: dict | None = None) -> None:
@@ -70,8 +72,8 @@ def schedule_chain(sch: Schedule, knobs: dict | None = None) -> None:
 
     # the 1×1 conv: rows in parallel, then output-channel blocks × columns register tiles
     n, k, h, w, ki, c, r, s, cb = sch.get_loops(P)
-    ext = _extents(sch, [n, k, h, w, ki])
-    dw_width = _extents(sch, [sch.get_loops(row_out)[-2]])[0]
+    ext = loop_extents(sch, [n, k, h, w, ki])
+    dw_width = loop_extents(sch, [sch.get_loops(row_out)[-2]])[0]
     knobs = {**default_knobs(ext, dw_width), **(knobs or {})}
     ko, kin = sch.split(k, [None, knobs["pw_k"]])
     wo, wi = sch.split(w, [None, knobs["pw_w"]])

@@ -11,7 +11,7 @@ register tiles:
 ==========  ==================================================================================================
 
 The 1×1 tile holds ``pw_k · pw_w`` vector accumulators; :meth:`ChainSpace.repair` keeps them within
-:data:`schedules.default.ACC_REGISTERS`. The space has the search operators of
+:data:`schedules.tiled.ACC_REGISTERS`. The space has the search operators of
 :class:`schedules.space.ScheduleSpace` (``sample``, ``mutate``, ``crossover``, ``repair``, ``apply``), so the
 tuner and the joint search treat a chain like any other kernel.
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import random
 
-from schedules.default import ACC_REGISTERS
+from schedules.tiled import ACC_REGISTERS
 from schedules.kernel import KernelShape, kernel_shape
 from schedules.space import DEFAULT_SCHEDULE, Knob, Point, _nearest, crossover_values, divisors, mutate_values
 

@@ -194,7 +194,7 @@ def _parallel(f: dict, extent: int, par: int, cores: int) -> None:
 
 def extract(workload, point: Point, lanes: int | None = None) -> np.ndarray:
     """The feature vector (``FEATURE_NAMES`` order) of one candidate."""
-    from schedules.default import VECTOR_LANES
+    from schedules.loops import VECTOR_LANES
 
     from schedules.space import space_for
 

@@ -38,7 +38,7 @@ def kernel_graph(graph: Graph, layout: str | None = None) -> Graph:
     Compile, tuning, the database's schedule lookup and the profile all go through here, so a workload tuned
     once is found again when the model is compiled."""
     from ir.passes import select_layout
-    from schedules.default import VECTOR_LANES
+    from schedules.loops import VECTOR_LANES
 
     layout = default_layout() if layout is None else layout
     if layout not in LAYOUTS:

@@ -15,7 +15,10 @@ import sympy
 
 from ir.instruction import idiv, imod
 from ir.registry import get_op
-from schedules.default import VECTOR_LANES, block_axis, rowwise_kernel, window_rows
+from schedules.default import window_rows
+from schedules.loops import VECTOR_LANES
+from schedules.packed import block_axis
+from schedules.rowwise import rowwise_kernel
 
 
 @dataclass(frozen=True)
@@ -118,8 +121,9 @@ def _packing(workload, instr, stage) -> tuple[tuple[int, int, int] | None, bool,
     if not options:
         return None, False, ()
     from schedules import default
+    from schedules.packed import pick_packed
 
-    choice = default.pick_packed(options, stage.shape, unit_stride_last(stage))
+    choice = pick_packed(options, stage.shape, unit_stride_last(stage))
     if choice is None:  # no axis fills whole vectors: offered to the search, not chosen by default
         return max(options, key=lambda o: stage.shape[o[0]]), False, options
     contiguous = unit_stride_last(stage) and stage.shape[-1] % VECTOR_LANES == 0

@@ -95,7 +95,7 @@ def _target(workload: Workload):
 
 def build_job(workload_json: str, point_json: str, out_path: str, cross_cc: str | None) -> tuple[float, list]:
     """Schedule, compile and export one candidate; returns the seconds it took and its packed inputs."""
-    from schedules.default import packed_inputs
+    from schedules.packed import packed_inputs
     from schedules.space import space_for
     from schedules.tvm_env import tvm
 

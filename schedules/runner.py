@@ -41,7 +41,7 @@ def load_reference(path: str, cache: dict, packed: tuple = ()):
     ``packed`` ((param, dim, lanes)) are re-laid out as the compiler would for a packed-layout kernel."""
     import numpy as np
 
-    from schedules.default import pack_constant
+    from schedules.packed import pack_constant
 
     key = (path, tuple(packed))
     if key not in cache:

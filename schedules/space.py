@@ -52,14 +52,18 @@ from functools import lru_cache
 from typing import Any
 
 from schedules import default as _default
-from schedules.default import PARALLEL_MIN_WORK, VECTOR_LANES, _divisor, _tile_width, packed_tile
+from schedules import packed as _packed
+from schedules import tiled as _tiled
+from schedules.loops import PARALLEL_MIN_WORK, VECTOR_LANES, lane_divisor
+from schedules.packed import packed_tile
+from schedules.tiled import tile_width
 from schedules.kernel import Access, KernelShape, kernel_shape  # noqa: F401  (re-exported)
 
 MAX_TILE = 64             # largest inner or mid factor
 MAX_ACC_ELEMS = 4096      # local accumulator tile (16 KB of fp32; bigger ones took LLVM up to a minute)
 MAX_UNROLLED = 256        # explicitly unrolled statements (LLVM compile time grows with it)
 RAGGED_INNER = (3, 4, 5)  # register-tile factors allowed where they do not divide the axis (mid 1, last tile
-                          # under a predicate): 7- and 14-column rows, see schedules.default.RAGGED_TILES
+                          # under a predicate): 7- and 14-column rows, see schedules.packed.RAGGED_TILES
 FUSE_LAST_APART = {1: 0, 0: 1, 2: 2}  # fuse_last → trailing outer loops kept out of the fused (parallel) one
 
 
@@ -196,17 +200,17 @@ class ScheduleSpace:
             return knobs
         ext, n = sh.spatial, len(sh.spatial)
         default_tile = [1] * n
-        if sh.prefer_packed:  # as schedules.default.schedule_packed: lanes on the packed axis, a row tile
+        if sh.prefer_packed:  # as schedules.packed.schedule_packed: lanes on the packed axis, a row tile
             for a, f in packed_tile(ext, sh.packed[0], sh.reuse_axes, sh.block_axis, len(sh.reduce)).items():
                 default_tile[a] = f
-        else:  # as schedules.default.schedule_reduction: lanes on the last axis, a reuse-axis tile
-            default_tile[-1] = _divisor(ext[-1]) if ext[-1] >= 4 else 1
+        else:  # as schedules.tiled.schedule_reduction: lanes on the last axis, a reuse-axis tile
+            default_tile[-1] = lane_divisor(ext[-1]) if ext[-1] >= 4 else 1
             cands = [a for a in sh.reuse_axes if a < n - 1 and ext[a] > 1]
             if cands and sh.lanes_ready:  # row_tile: the innermost reuse axis, as wide as the registers allow
-                default_tile[max(cands)] = _tile_width(ext[max(cands)], default_tile[-1])
+                default_tile[max(cands)] = tile_width(ext[max(cands)], default_tile[-1])
             elif cands:
                 a = max(cands, key=lambda a: ext[a])
-                default_tile[a] = _default.row_factor(ext[a], default_tile[-1])
+                default_tile[a] = _tiled.row_factor(ext[a], default_tile[-1])
         # small windows (depthwise, pooling): schedules.default leaves the tile to LLVM ("light"), except on a
         # blocked layout's lane axis, where it tiles them and reads through the padding, and on stride-1 rows of
         # whole vectors, which get a few rows × one vector (default.schedule_window: the whole window inside the
@@ -218,7 +222,7 @@ class ScheduleSpace:
             default_tile = [1] * n
         if sh.window:
             default_tile = [1] * (n - 2) + [sh.window, VECTOR_LANES]
-        # as schedules.default._finish_tiled: no epilogue and the lanes along the output's last axis → accumulate
+        # as schedules.tiled.finish_tiled: no epilogue and the lanes along the output's last axis → accumulate
         # in the output
         in_output = not sh.epilogue and (not sh.prefer_packed or sh.packed[0] == n - 1)
         knobs = []
@@ -226,20 +230,20 @@ class ScheduleSpace:
             pairs = tuple((m, t) for t in divisors(e, MAX_TILE) for m in divisors(e // t, MAX_TILE))
             ragged = tuple((1, t) for t in RAGGED_INNER if t < e and e % t)
             knobs.append(Knob(f"s{i}", pairs + ragged, (1, default_tile[i])))
-        # as schedules.default._finish_tiled: accumulating in the output, the innermost reduction is unrolled in steps
-        steps = _default.reduction_steps(sh.reduce[-1]) if in_output and not light and sh.reduce else 1
+        # as schedules.tiled.finish_tiled: accumulating in the output, the innermost reduction is unrolled in steps
+        steps = _tiled.reduction_steps(sh.reduce[-1]) if in_output and not light and sh.reduce else 1
         for j, e in enumerate(sh.reduce):
             inner = e if sh.window else steps if j == len(sh.reduce) - 1 else 1
             knobs.append(Knob(f"r{j}", divisors(e), inner))
         work = math.prod(ext) * math.prod(sh.reduce)
         windowed = light or bool(sh.window)
-        # as schedules.default.columns_apart: a tile along output rows keeps its column-tile loop (0), and a blocked
+        # as schedules.tiled.columns_apart: a tile along output rows keeps its column-tile loop (0), and a blocked
         # layout's lane loop after it (2), out of the fused one
         if sh.prefer_packed:
-            row = _default.packed_row(dict(enumerate(default_tile)), sh.packed[0], sh.block_axis)
+            row = _packed.packed_row(dict(enumerate(default_tile)), sh.packed[0], sh.block_axis)
         else:
             row = max(cands) if sh.lanes_ready and cands else None
-        apart = _default.columns_apart([-(-e // t) for e, t in zip(ext, default_tile)], row)
+        apart = _tiled.columns_apart([-(-e // t) for e, t in zip(ext, default_tile)], row)
         fuse_last = next(k for k, a in FUSE_LAST_APART.items() if a == apart) if apart else \
             0 if windowed and n > 1 else 1
         knobs += [Knob("fuse_last", (1, 0, 2) if n > 2 else (1, 0), fuse_last),

@@ -139,7 +139,7 @@ class Measured(LatencyModel):
     def _time(self, graph: Graph, group, schedules) -> float:
         """One kernel built alone and timed on random inputs (constants take their values), as nacos.profile."""
         from nacos.compiler import schedule_group
-        from schedules.default import pack_constant, packed_inputs
+        from schedules.packed import pack_constant, packed_inputs
         from schedules.tvm_env import make_target, tvm
 
         tgt, dev = make_target(self.target), tvm.cpu()

@@ -147,7 +147,7 @@ def test_a_chain_has_a_space_of_register_tiles_and_its_default_point_is_the_defa
     import random
 
     from schedules.chain_space import ChainSpace
-    from schedules.default import ACC_REGISTERS
+    from schedules.tiled import ACC_REGISTERS
     from schedules.features import FEATURE_NAMES, extract
     from schedules.space import DEFAULT_SCHEDULE, Point, default_matches, space_for
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import tvm_ffi
 
-from schedules.default import default_schedule, pack_constant, packed_inputs
+from schedules.default import default_schedule
+from schedules.packed import pack_constant, packed_inputs
 from schedules.space import DEFAULT_SCHEDULE, Point, ScheduleSpace, default_matches, space_for
 from schedules.tvm_env import host_target, tvm
 from schedules.workload import workload_from_op
@@ -147,7 +148,8 @@ def test_repair_fixes_garbage():
 
 def test_blocked_conv_tiles_several_output_channel_blocks():
     """NCHW[b]c weights: lanes on the lane axis with no packing, and a (blocks × columns) register tile."""
-    from schedules.default import VECTOR_LANES, packed_tile
+    from schedules.loops import VECTOR_LANES
+    from schedules.packed import packed_tile
 
     space = space_for(workload("conv_nchwc"))
     sh = space.shape
@@ -171,7 +173,7 @@ def test_blocked_conv_tiles_several_output_channel_blocks():
 
 
 def test_two_vector_dense_tiles_pack_their_weights_in_blocks_of_two_vectors():
-    from schedules.default import VECTOR_LANES
+    from schedules.loops import VECTOR_LANES
 
     w = workload("dense_rows")
     func, hint = w.lower()
@@ -209,7 +211,8 @@ def test_stride_one_windows_get_a_row_tile_and_strided_ones_stay_light():
     """Depthwise convs and pools whose rows fill whole vectors and are read with stride 1 get a tile of a few rows ×
     one vector, the column loop outside the parallel one; the result matches the unscheduled kernel. Strided windows
     (a stride-2 pool) and rows that fill no whole vector keep the light schedule."""
-    from schedules.default import VECTOR_LANES, WINDOW_ROWS
+    from schedules.default import WINDOW_ROWS
+    from schedules.loops import VECTOR_LANES
 
     for name, rows in (("depthwise_rows", 4), ("maxpool_s1_rows", 2)):
         w = workload(name)
@@ -237,7 +240,7 @@ def test_rows_that_fill_no_whole_vectors_split_into_whole_vectors_and_a_tail(sha
     vector as wide as a divisor of the row); every column is computed once, as the unscheduled kernel does. The
     search space does not offer that partition yet, so the tuner measures the default schedule as a point of its
     own (``default_matches`` is False)."""
-    from schedules.default import VECTOR_LANES
+    from schedules.loops import VECTOR_LANES
 
     if VECTOR_LANES != 8:
         pytest.skip("the cases are sized for 8-lane vectors")
@@ -298,7 +301,7 @@ def test_fused_epilogue_rows_are_unrolled():
 
 @pytest.mark.parametrize("name", ["softmax_rows", "softmax_ragged_rows", "softmax_odd_rows", "layernorm"])
 def test_row_wise_kernels_get_one_parallel_loop_over_rows(name):
-    from schedules.default import VECTOR_LANES
+    from schedules.loops import VECTOR_LANES
 
     w = workload(name)
     func, hint = w.lower()
@@ -330,7 +333,8 @@ def test_softmax_over_an_inner_axis_is_not_row_wise():
 
 def test_register_tile_of_two_vector_rows_stays_within_the_accumulator_registers():
     """Rows of 16 lanes are two AVX2 vectors each: 8 of them would fill all 16 registers with accumulators."""
-    from schedules.default import ACC_REGISTERS, VECTOR_LANES
+    from schedules.loops import VECTOR_LANES
+    from schedules.tiled import ACC_REGISTERS
 
     w = workload_from_op("matmul", [(128, 128), (128, 128)], constant_weights=False)
     d = space_for(w).default()

@@ -15,6 +15,8 @@ PARALLEL_MIN_WORK = 1 << 15  # below this many multiply-adds a parallel loop cos
 
 
 def lane_divisor(extent: int, choices=(VECTOR_LANES * 2, VECTOR_LANES)) -> int:
+    """Vector width along an innermost extent: the first of ``choices`` (two vectors, one) that divides it, the
+    whole extent when it fits in one vector, else its largest divisor from a vector down to 4, else 1."""
     for c in choices:
         if extent % c == 0:
             return c
@@ -27,6 +29,7 @@ def lane_divisor(extent: int, choices=(VECTOR_LANES * 2, VECTOR_LANES)) -> int:
 
 
 def iter_kinds(sch: Schedule, block) -> list[int]:
+    """The block's iteration kinds in loop order: 0 spatial, else reduction."""
     return [int(iv.iter_type) for iv in sch.get(block).iter_vars]
 
 
@@ -38,6 +41,7 @@ def loops_by_kind(sch: Schedule, block) -> tuple[list, list]:
 
 
 def loop_extents(sch: Schedule, loops) -> list[int]:
+    """Constant extents of ``loops``."""
     out = []
     for lp in loops:
         ext = sch.get(lp).extent
@@ -56,6 +60,7 @@ def try_on_copy(sch: Schedule, fn) -> Schedule:
 
 
 def loop_work(sch: Schedule, block) -> int:
+    """Iterations of the block's whole loop nest."""
     total = 1
     for e in loop_extents(sch, sch.get_loops(block)):
         total *= e
@@ -100,4 +105,5 @@ def block_extents(sch: Schedule, block) -> tuple[tuple[int, ...], tuple[int, ...
 
 
 def is_reduction(sch: Schedule, block) -> bool:
+    """Whether the block has a reduction (or other non-spatial) iteration."""
     return any(k != 0 for k in iter_kinds(sch, block))

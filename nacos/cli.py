@@ -200,13 +200,17 @@ def cmd_compile(args) -> int:
 # ---- nacos tune --------------------------------------------------------------------------------------------
 def _runner(args):
     if not args.rpc:
-        return None
+        if not args.cache_flush:
+            return None  # the tuner's own local runner
+        from schedules.runner import LocalRunner
+
+        return LocalRunner(cache_flush=True)
     if not args.rpc_key:
         raise UsageError("--rpc needs --rpc-key (the device key the board registered with the tracker)")
     from schedules.rpc import RPCRunner
 
     try:
-        return RPCRunner(args.rpc, args.rpc_key, timeout=args.timeout)
+        return RPCRunner(args.rpc, args.rpc_key, timeout=args.timeout, cache_flush=args.cache_flush)
     except ValueError as e:
         raise UsageError(f"--rpc: {e}") from None
 
@@ -233,10 +237,14 @@ def cmd_tune(args) -> int:
         from schedules.measure import LocalBuilder
 
         builder = LocalBuilder(workers=args.workers, cross_cc=args.cross_cc)
+    from schedules.database import MixedCachesError
+
     try:
         report = nacos.tune(graph, trials=args.trials, db=args.db, target=target, runner=runner, builder=builder,
                             batch_size=args.batch_size, seed=args.seed, progress=not args.json and not args.quiet,
                             layout=args.layout)
+    except MixedCachesError as e:
+        raise UsageError(str(e)) from None
     finally:
         for part in (runner, builder):
             if part is not None:
@@ -344,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, default=60.0, help="seconds per remote measurement (default 60)")
     s.add_argument("--target", metavar="JSON", help="target dict for a board (default: this CPU)")
     s.add_argument("--cross-cc", metavar="CC", help="cross compiler for the board, e.g. aarch64-linux-gnu-g++")
+    s.add_argument("--cache-flush", action="store_true",
+                   help="flush the CPU caches before every timed repeat (weights and output start cold, as in a "
+                        "model where other layers ran in between); a database holds measurements of one kind")
     s.add_argument("--quiet", action="store_true", help="no progress display")
     _layout_argument(s)
     s.add_argument("--json", action="store_true", help="print JSON")

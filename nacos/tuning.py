@@ -75,6 +75,8 @@ def tune(graph: Graph, trials: int = 64, db: Any = "nacos-tune.db", target: Any 
     estimated share of the latency. ``runner`` defaults to a local runner (``schedules.rpc.RPCRunner`` measures
     a remote board); ``cost_model`` is ``"xgb"``, ``"random"`` or a :class:`schedules.cost_model.CostModel`.
     ``layout`` is the activation layout the model will be compiled with (:func:`schedules.fusion.kernel_graph`).
+    A database keeps measurements of one cache mode: a runner with ``cache_flush`` into a database measured with
+    warm caches (or the other way round) raises :class:`schedules.database.MixedCachesError` before measuring.
     """
     from ir.verify import verify
     from schedules.database import Database

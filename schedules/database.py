@@ -51,6 +51,10 @@ CREATE TABLE IF NOT EXISTS repeats (
 """
 
 
+class MixedCachesError(ValueError):
+    """Measurements with cold caches asked of a database measured with warm ones, or the other way round."""
+
+
 class Database:
     """An SQLite file of workloads and measurements (``path`` is created if missing).
 
@@ -78,6 +82,26 @@ class Database:
                            (w.key, w.name, w.target, w.graph_json, float(w.flops), time.time()))
         self._conn.commit()
         self._workloads[w.key] = w
+
+    def claim_caches(self, mode: str) -> None:
+        """Record that measurements go into this database with ``mode`` caches: ``"warm"`` (the default: repeats
+        run back to back) or ``"cold"`` (a runner's ``cache_flush``). Cold latencies are higher than warm ones,
+        often by far for memory-bound kernels, so one database holds one kind: a :class:`MixedCachesError` names
+        the mismatch. A database written before the mode was recorded counts as warm if it holds measurements."""
+        if mode not in ("warm", "cold"):
+            raise ValueError(f"caches {mode!r}: expected 'warm' or 'cold'")
+        query = "SELECT value FROM meta WHERE key = 'caches'"
+        row = self._conn.execute(query).fetchone()
+        if row is None:  # OR IGNORE: another process may have claimed it meanwhile, and its mode stands
+            self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('caches', ?)", ("warm" if self.count() else mode,))
+            self._conn.commit()
+            row = self._conn.execute(query).fetchone()
+        if row[0] != mode:
+            hint = "without --cache-flush (cache_flush=False)" if row[0] == "warm" else \
+                "with --cache-flush (cache_flush=True)"
+            raise MixedCachesError(f"{self.path}: its measurements were taken with {row[0]} caches and these "
+                                   f"would be {mode}; the two do not compare. Measure {hint}, or use another "
+                                   "database")
 
     def add(self, r: MeasureResult) -> bool:
         """Persist one measurement now (one commit per record). False if this point was already recorded."""

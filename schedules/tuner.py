@@ -302,6 +302,7 @@ def tune_tasks(workloads: Sequence[tuple[Workload, int]], trials: int, db: Datab
     builder = builder or LocalBuilder()
     runner = runner or LocalRunner()
     try:
+        database.claim_caches("cold" if getattr(getattr(runner, "config", None), "cache_flush", False) else "warm")
         tasks = [Task(w, weight) for w, weight in workloads]
         sched = TaskScheduler(tasks, database, builder, runner, create(cost_model, seed=seed),
                               EvolutionarySearch(seed=seed), batch_size, TuneProgress(enabled=progress), validate)

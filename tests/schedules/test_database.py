@@ -173,3 +173,46 @@ def test_default_schedule_is_measured_when_the_knobs_do_not_reproduce_it(tmp_pat
         assert db.schedules(w.graph)(w.group, func) is None
         db.add(MeasureResult(w.key, space_for(w).default().replace(order="RM"), 1e-7, (1e-7,)))
         assert db.schedules(w.graph)(w.group, func) is not None
+
+
+def test_a_database_holds_measurements_of_one_cache_mode(tmp_path):
+    from schedules.database import MixedCachesError
+
+    with Database(tmp_path / "cold.db") as db:
+        db.claim_caches("cold")
+        db.claim_caches("cold")  # the same mode again: fine
+        with pytest.raises(MixedCachesError, match="cold caches and these would be warm"):
+            db.claim_caches("warm")
+        with pytest.raises(ValueError, match="expected 'warm' or 'cold'"):
+            db.claim_caches("lukewarm")
+    with Database(tmp_path / "cold.db") as db:  # the mode is kept in the file
+        with pytest.raises(MixedCachesError):
+            db.claim_caches("warm")
+
+
+def test_a_database_measured_before_the_mode_was_recorded_counts_as_warm(tmp_path):
+    from schedules.database import MixedCachesError
+
+    w = workload_from_op("dense", ((1, 16), (8, 16)))
+    with Database(tmp_path / "old.db") as db:
+        db.add_workload(w)
+        db.add(MeasureResult(w.key, DEFAULT_SCHEDULE, 1e-3, (1e-3,)))
+        db._conn.execute("DELETE FROM meta WHERE key = 'caches'")  # as written before the mode was recorded
+        with pytest.raises(MixedCachesError, match="warm caches"):
+            db.claim_caches("cold")
+        db.claim_caches("warm")
+
+
+def test_tuning_with_cold_caches_into_a_warm_database_measures_nothing(tmp_path):
+    from schedules.database import MixedCachesError
+    from schedules.runner import TimingConfig
+
+    w = workload_from_op("dense", ((1, 16), (8, 16)))
+    tune_workload(w, 4, tmp_path / "t.db", FakeRunner(), "random", FakeBuilder(), validate=False)
+    cold = FakeRunner()
+    cold.config = TimingConfig(cache_flush=True)
+    with pytest.raises(MixedCachesError):
+        tune_workload(w, 8, tmp_path / "t.db", cold, "random", FakeBuilder(), validate=False)
+    assert cold.log == []
+    with Database(tmp_path / "t.db") as db:
+        assert db.count(w) == 4

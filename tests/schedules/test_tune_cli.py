@@ -134,3 +134,26 @@ def test_bad_tune_input_is_one_line_exit_2(args, message, model, tmp_path, capsy
 
 def test_missing_model_is_exit_2(tmp_path, capsys):
     assert main(["tune", str(tmp_path / "none.onnx"), "--db", str(tmp_path / "x.db")]) == 2
+
+
+def test_cache_flush_into_a_warm_database_is_exit_2_and_measures_nothing(model, tmp_path, capsys):
+    db = tmp_path / "warm.db"
+    with Database(db) as database:
+        database.claim_caches("warm")
+    code = main(["tune", str(model), "--db", str(db), "--cache-flush", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "warm caches" in err and "--cache-flush" in err and len(err.strip().splitlines()) == 1
+    with Database(db) as database:
+        assert database.count() == 0
+
+
+def test_cache_flush_gives_a_local_runner_that_flushes():
+    from nacos.cli import _runner, build_parser
+
+    args = build_parser().parse_args(["tune", "m.onnx", "--db", "x.db", "--cache-flush"])
+    runner = _runner(args)
+    try:
+        assert runner.config.cache_flush
+    finally:
+        runner.close()
+    assert _runner(build_parser().parse_args(["tune", "m.onnx", "--db", "x.db"])) is None

@@ -85,9 +85,9 @@ class Database:
 
     def claim_caches(self, mode: str) -> None:
         """Record that measurements go into this database with ``mode`` caches: ``"warm"`` (the default: repeats
-        run back to back) or ``"cold"`` (a runner's ``cache_flush``). Cold latencies are higher than warm ones,
-        often by far for memory-bound kernels, so one database holds one kind: a :class:`MixedCachesError` names
-        the mismatch. A database written before the mode was recorded counts as warm if it holds measurements."""
+        run back to back) or ``"cold"`` (a runner's ``cache_flush``). The two do not compare (flushed data comes
+        from memory), so one database holds one kind: a :class:`MixedCachesError` names the mismatch. A database
+        written before the mode was recorded counts as warm if it holds measurements."""
         if mode not in ("warm", "cold"):
             raise ValueError(f"caches {mode!r}: expected 'warm' or 'cold'")
         query = "SELECT value FROM meta WHERE key = 'caches'"

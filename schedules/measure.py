@@ -245,6 +245,7 @@ class Runner(_Closeable):
     """Runs built candidates and reports one :class:`MeasureResult` each (``callback`` as soon as it is known)."""
 
     name = "runner"
+    caches = "warm"  # how its timings find the CPU caches: "warm" or "cold" (a database holds one kind)
 
     def run(self, builds: Sequence[BuildResult], callback: Callback | None = None) -> list[MeasureResult]:
         raise NotImplementedError

@@ -102,7 +102,12 @@ class WorkerRunner(Runner):
     """A runner that times each built candidate through one persistent worker: subclasses give the job."""
 
     worker: Worker
+    config: TimingConfig
     name = "worker"
+
+    @property
+    def caches(self) -> str:
+        return "cold" if self.config.cache_flush else "warm"
 
     def _job(self, build: BuildResult):
         raise NotImplementedError

@@ -302,7 +302,7 @@ def tune_tasks(workloads: Sequence[tuple[Workload, int]], trials: int, db: Datab
     builder = builder or LocalBuilder()
     runner = runner or LocalRunner()
     try:
-        database.claim_caches("cold" if getattr(getattr(runner, "config", None), "cache_flush", False) else "warm")
+        database.claim_caches(runner.caches)
         tasks = [Task(w, weight) for w, weight in workloads]
         sched = TaskScheduler(tasks, database, builder, runner, create(cost_model, seed=seed),
                               EvolutionarySearch(seed=seed), batch_size, TuneProgress(enabled=progress), validate)
@@ -344,7 +344,8 @@ def remeasure(workload: Workload, points: Sequence[Point], rounds: int = 3, runn
     own_builder, own_runner = builder is None, runner is None
     builder = builder or LocalBuilder()
     runner = runner or LocalRunner()
-    builds = builder.build([MeasureInput(workload, p) for p in ([] if reference is None else [reference]) + list(points)])
+    measured = ([] if reference is None else [reference]) + list(points)
+    builds = builder.build([MeasureInput(workload, p) for p in measured])
     try:
         out: dict[Point, list[float]] = {p: [] for p in points}
         if reference is None:

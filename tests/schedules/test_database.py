@@ -205,12 +205,10 @@ def test_a_database_measured_before_the_mode_was_recorded_counts_as_warm(tmp_pat
 
 def test_tuning_with_cold_caches_into_a_warm_database_measures_nothing(tmp_path):
     from schedules.database import MixedCachesError
-    from schedules.runner import TimingConfig
-
     w = workload_from_op("dense", ((1, 16), (8, 16)))
     tune_workload(w, 4, tmp_path / "t.db", FakeRunner(), "random", FakeBuilder(), validate=False)
     cold = FakeRunner()
-    cold.config = TimingConfig(cache_flush=True)
+    cold.caches = "cold"
     with pytest.raises(MixedCachesError):
         tune_workload(w, 8, tmp_path / "t.db", cold, "random", FakeBuilder(), validate=False)
     assert cold.log == []

@@ -153,7 +153,7 @@ def test_cache_flush_gives_a_local_runner_that_flushes():
     args = build_parser().parse_args(["tune", "m.onnx", "--db", "x.db", "--cache-flush"])
     runner = _runner(args)
     try:
-        assert runner.config.cache_flush
+        assert runner.config.cache_flush and runner.caches == "cold"
     finally:
         runner.close()
     assert _runner(build_parser().parse_args(["tune", "m.onnx", "--db", "x.db"])) is None

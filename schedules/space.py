@@ -52,11 +52,9 @@ from functools import lru_cache
 from typing import Any
 
 from schedules import default as _default
-from schedules import packed as _packed
-from schedules import tiled as _tiled
 from schedules.loops import PARALLEL_MIN_WORK, VECTOR_LANES, lane_divisor
-from schedules.packed import packed_tile
-from schedules.tiled import tile_width
+from schedules.packed import packed_row, packed_tile
+from schedules.tiled import columns_apart, reduction_steps, row_factor, tile_width
 from schedules.kernel import Access, KernelShape, kernel_shape  # noqa: F401  (re-exported)
 
 MAX_TILE = 64             # largest inner or mid factor
@@ -210,7 +208,7 @@ class ScheduleSpace:
                 default_tile[max(cands)] = tile_width(ext[max(cands)], default_tile[-1])
             elif cands:
                 a = max(cands, key=lambda a: ext[a])
-                default_tile[a] = _tiled.row_factor(ext[a], default_tile[-1])
+                default_tile[a] = row_factor(ext[a], default_tile[-1])
         # small windows (depthwise, pooling): schedules.default leaves the tile to LLVM ("light"), except on a
         # blocked layout's lane axis, where it tiles them and reads through the padding, and on stride-1 rows of
         # whole vectors, which get a few rows × one vector (default.schedule_window: the whole window inside the
@@ -231,7 +229,7 @@ class ScheduleSpace:
             ragged = tuple((1, t) for t in RAGGED_INNER if t < e and e % t)
             knobs.append(Knob(f"s{i}", pairs + ragged, (1, default_tile[i])))
         # as schedules.tiled.finish_tiled: accumulating in the output, the innermost reduction is unrolled in steps
-        steps = _tiled.reduction_steps(sh.reduce[-1]) if in_output and not light and sh.reduce else 1
+        steps = reduction_steps(sh.reduce[-1]) if in_output and not light and sh.reduce else 1
         for j, e in enumerate(sh.reduce):
             inner = e if sh.window else steps if j == len(sh.reduce) - 1 else 1
             knobs.append(Knob(f"r{j}", divisors(e), inner))
@@ -240,10 +238,10 @@ class ScheduleSpace:
         # as schedules.tiled.columns_apart: a tile along output rows keeps its column-tile loop (0), and a blocked
         # layout's lane loop after it (2), out of the fused one
         if sh.prefer_packed:
-            row = _packed.packed_row(dict(enumerate(default_tile)), sh.packed[0], sh.block_axis)
+            row = packed_row(dict(enumerate(default_tile)), sh.packed[0], sh.block_axis)
         else:
             row = max(cands) if sh.lanes_ready and cands else None
-        apart = _tiled.columns_apart([-(-e // t) for e, t in zip(ext, default_tile)], row)
+        apart = columns_apart([-(-e // t) for e, t in zip(ext, default_tile)], row)
         fuse_last = next(k for k, a in FUSE_LAST_APART.items() if a == apart) if apart else \
             0 if windowed and n > 1 else 1
         knobs += [Knob("fuse_last", (1, 0, 2) if n > 2 else (1, 0), fuse_last),

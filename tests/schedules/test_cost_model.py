@@ -147,6 +147,22 @@ def test_held_out_tau_on_an_analytic_latency_model():
     assert q["top_k_recall"] >= 0.4, q
 
 
+def test_features_count_the_tiles_lanes_whether_or_not_the_schedule_vectorizes():
+    """LLVM vectorizes an innermost tile loop the schedule leaves scalar, so vec=0 and vec=1 differ only in the
+    ``vec`` flag: the lanes, vector instructions and cycle estimate are those of the tile either way."""
+    w = WORKLOADS[0]
+    space = space_for(w)
+    prng = random.Random(3)
+    points = [space.sample(prng) for _ in range(300)]
+    p = next(p for p in points if p["vec"] and p["layout"] == "plain" and p["s3"][1] == 8)
+    q = p.replace(vec=0)
+    a, b = (dict(zip(FEATURE_NAMES, row)) for row in extract_many([(w, p), (w, q)]))
+    assert (a["vec"], b["vec"]) == (1.0, 0.0)
+    assert a["log_vec_width"] == b["log_vec_width"] == 3.0 and a["lane_util"] == b["lane_util"] == 1.0
+    assert a["est_log_cycles"] == b["est_log_cycles"] and a["log_vec_instr"] == b["log_vec_instr"]
+    assert a["log_unrolled"] <= b["log_unrolled"]  # an explicit vector is one statement, a scalar tile eight
+
+
 @pytest.mark.parametrize("objective", ["reg:squarederror", "rank:pairwise"])
 def test_save_load_round_trip_keeps_predictions_and_keeps_learning(tmp_path, objective):
     inputs, results = analytic_dataset(40, 5)

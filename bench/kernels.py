@@ -241,26 +241,19 @@ def bench_kernel(kernel: Kernel, trials: list[int], workdir: str, builder, runne
 
 
 # ---- cost model quality ------------------------------------------------------------------------------------------
-def cost_model_quality(db_paths: list[str], holdout: float = 0.2) -> dict:
-    """The cost model on one held-out split (seed 0) of the run's databases, and the τ a perfect model would reach
-    on the same split given how far re-measured points moved (bench/cost_model_quality.py's noise view)."""
+def cost_model_quality(pairs: list, db_paths: list[str], holdout: float = 0.2) -> dict:
+    """The cost model on one held-out split (seed 0) of the run's measurements (``pairs``, as
+    bench/cost_model_quality.py reads them), and the τ a perfect model would reach on the same split given how far
+    re-measured points moved (that bench's noise view)."""
     from bench.cost_model_quality import noise_reference, remeasure_log_ratios
     from schedules.cost_model import holdout_pairs_quality
-    from schedules.database import Database
-    from schedules.measure import MeasureInput
 
-    pairs = []
-    for path in db_paths:
-        with Database(path, readonly=True) as db:
-            for w in db.workloads():
-                pairs.extend((MeasureInput(w, r.point), r) for r in db.records(w))
     out = holdout_pairs_quality(pairs, "xgb", holdout=holdout, seed=0)
     ratios = [x for path in db_paths for x in remeasure_log_ratios(path)]
     out["noise"] = noise_reference(pairs, ratios, 1, holdout)  # its one split is seed 0's
     return out
 
 
-# ---- report ------------------------------------------------------------------------------------------------------
 def print_table(rows: list[dict], peak: dict, quality: dict | None) -> None:
     variants = list(rows[0]["latency_s"]) if rows else []
     base = rows[0]["baseline"] if rows else ""
@@ -349,11 +342,13 @@ def main(argv=None) -> int:
             rows.append(bench_kernel(k, trials, workdir, builder, runner, rounds))
             if args.json:  # partial results survive an interrupted run
                 write_json(args.json + ".partial", {"fp32_peak": peak, "trials": trials, "kernels": rows})
-        quality = cost_model_quality(dbs)
         from bench.cost_model_quality import load_pairs, merge, random_view
         from bench.cost_model_retest import retest_view
 
+        # one reading for every view: a measurement's costs are its own repeats (re-measurements not appended),
+        # which is what the noise view's back-to-back agreement compares
         pairs = merge([p for db in dbs for p in load_pairs(db)])
+        quality = cost_model_quality(pairs, dbs)
         if args.random:
             quality["random"] = random_view(pairs, args.random, 2, quality["k"], {}, builder=builder, runner=runner)
         if args.retest:

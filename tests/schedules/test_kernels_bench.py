@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from schedules.database import Database
+from schedules.measure import MeasureResult
+from schedules.space import Point, space_for
+from schedules.workload import workload_from_op
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -39,6 +45,27 @@ def test_interleaved_timers_alternate_and_report_medians():
     out = kernels.interleaved_timers({"a": make("a", 1e-3), "b": make("b", 2e-3)}, rounds=4, pause_s=0)
     assert out["a"]["median_s"] == 1e-3 and out["b"]["median_s"] == 2e-3 and out["a"]["rounds"] == 4
     assert calls[2:6] == ["a", "b", "b", "a"]  # after one calibration call each, the order alternates
+
+
+def test_cost_model_quality_compares_each_measurements_own_repeats(tmp_path):
+    """The noise view's back-to-back agreement is between the repeats of one measurement; a later re-measurement
+    (Database.refine) moves the point's estimate but must not be mixed into those repeats."""
+    from bench.cost_model_quality import load_pairs, merge
+
+    w = workload_from_op("dense", [(8, 128), (64, 128)], target="{}")
+    rng = random.Random(0)
+    points = sorted({space_for(w).sample(rng) for _ in range(80)}, key=Point.to_json)[:40]
+    path = str(tmp_path / "k.db")
+    with Database(path) as db:
+        db.add_workload(w)
+        for k, p in enumerate(points):
+            lat = 1e-3 * (1 + k)
+            db.add(MeasureResult(w.key, p, lat, (lat, 1.01 * lat, 0.99 * lat, lat)))
+        for k, p in enumerate(points[:8]):  # re-measured later, in the opposite order
+            db.refine(MeasureResult(w.key, p, 1e-3 * (9 - k), (1e-3 * (9 - k),) * 4))
+    q = kernels.cost_model_quality(merge(load_pairs(path)), [path])
+    assert q["noise"]["back_to_back_tau_mean"] == pytest.approx(1.0)
+    assert q["noise"]["remeasured_points"] == 8 and q["test"] == 8 and q["kendall_tau"] == q["kendall_tau"]
 
 
 @pytest.mark.slow

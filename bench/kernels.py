@@ -254,6 +254,7 @@ def cost_model_quality(pairs: list, db_paths: list[str], holdout: float = 0.2) -
     return out
 
 
+# ---- report ------------------------------------------------------------------------------------------------------
 def print_table(rows: list[dict], peak: dict, quality: dict | None) -> None:
     variants = list(rows[0]["latency_s"]) if rows else []
     base = rows[0]["baseline"] if rows else ""

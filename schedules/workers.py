@@ -177,9 +177,8 @@ class Worker:
     def submit(self, fn: str, args: Sequence) -> str | None:
         """Send a job; returns an error if the worker could not be started."""
         if self._proc is None or self._proc.poll() is not None:
-            if self._proc is not None:
+            if self._proc is not None:  # died while idle (OOM killer, a crash after answering): start afresh
                 self.kill()
-                self.restarts += 1
             self.start()
         err = self._wait_ready()
         if err:

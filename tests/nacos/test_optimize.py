@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -115,7 +116,10 @@ def test_killed_run_resumes_keeps_its_evaluations_and_reports_an_impossible_budg
     cmd = [sys.executable, "-m", "nacos.cli", "optimize", "-o", str(out), "--budget-minutes", "1",
            "--latency-max-ms", "0.0001", "--quiet", "--population", "4", "--epochs", "1", "--tune-trials", "2",
            "--measure-per-generation", "2", "--slots", "3"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # the killed run cannot remove its build folders and worker logs: keep them in the test's temporary folder
+    (tmp_path / "tmp").mkdir()
+    env = dict(os.environ, TMPDIR=str(tmp_path / "tmp"))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     deadline = time.time() + 240
     while _evaluations(out / "nacos.db") < 1 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)
@@ -123,7 +127,7 @@ def test_killed_run_resumes_keeps_its_evaluations_and_reports_an_impossible_budg
     proc.wait()
     before = _evaluations(out / "nacos.db")
     assert before >= 1
-    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=600, env=env)
     after = _evaluations(out / "nacos.db")
     assert after >= before  # nothing evaluated before the kill was lost
     payload = json.loads((out / "pareto.json").read_text())

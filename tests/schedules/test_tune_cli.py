@@ -56,7 +56,8 @@ def model(tmp_path_factory):
 def killed_and_resumed(model, tmp_path_factory):
     """Run ``nacos tune``, SIGKILL it after a few measurements, rerun it to the end; (before, after, report)."""
     db = tmp_path_factory.mktemp("db") / "tune.db"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # the killed run cannot remove its build folder and worker logs: keep them in the test's temporary folder
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmp_path_factory.mktemp("tmp")))
     proc = subprocess.Popen(_tune_cmd(model, db, "--quiet"), cwd=ROOT, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -22,6 +22,7 @@ import os
 import sqlite3
 import statistics
 import time
+import urllib.parse
 from typing import Any
 
 from schedules.measure import MeasureResult
@@ -64,15 +65,16 @@ class Database:
 
     def __init__(self, path: str | os.PathLike, readonly: bool = False) -> None:
         self.path = str(path)
-        if readonly and not os.path.exists(self.path):
-            raise FileNotFoundError(f"{self.path}: no such tuning database")
+        self._workloads: dict[str, Workload] = {}
+        if readonly:
+            self._conn = _connect_readonly(self.path)
+            return
         self._conn = sqlite3.connect(self.path, timeout=60.0)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a killed process loses no commit
         self._conn.executescript(_SCHEMA)
         self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         self._conn.commit()
-        self._workloads: dict[str, Workload] = {}
 
     # ---- writing ---------------------------------------------------------------------------------------------
     def add_workload(self, w: Workload) -> None:
@@ -168,6 +170,12 @@ class Database:
         return {Point.from_json(p) for (p,) in
                 self._conn.execute("SELECT point FROM measurements WHERE workload = ?", (key,))}
 
+    def repeated(self, workload: Workload | str) -> set[Point]:
+        """The points of ``workload`` that were re-measured (:meth:`refine`)."""
+        key = workload if isinstance(workload, str) else workload.key
+        return {Point.from_json(p) for (p,) in
+                self._conn.execute("SELECT DISTINCT point FROM repeats WHERE workload = ?", (key,))}
+
     def count(self, workload: Workload | str | None = None) -> int:
         if workload is None:
             return self._conn.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
@@ -225,6 +233,24 @@ class Database:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _connect_readonly(path: str) -> sqlite3.Connection:
+    """Open an existing database without writing to it (a file or folder the user may not write to)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such tuning database")
+    uri = "file:" + urllib.parse.quote(os.path.abspath(path))
+    # a WAL database in a folder where its -wal/-shm files cannot be created is read as it is on disk (immutable)
+    for query in ("?mode=ro", "?mode=ro&immutable=1"):
+        conn = sqlite3.connect(uri + query, uri=True, timeout=60.0)
+        try:
+            conn.execute("SELECT COUNT(*) FROM measurements").fetchone()
+            return conn
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            if "no such table" in str(e) or not isinstance(e, sqlite3.OperationalError):
+                raise ValueError(f"{path}: not a tuning database ({e})") from None
+    raise ValueError(f"{path}: cannot be opened read-only")
 
 
 def _members(group) -> tuple[str, ...]:

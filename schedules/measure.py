@@ -201,8 +201,9 @@ class LocalBuilder(Builder):
                 and not os.path.exists(self.reference_path(w))]
         jobs = [(w.to_json(), self.reference_path(w), self.seed) for w in todo]
         for w, res in zip(todo, self.pool.map("schedules.measure:reference_job", jobs, self.reference_timeout)):
-            if not res.ok:
-                self._ref_errors[w.key] = classify(res, "reference")
+            if not res.ok:  # a crash or timeout of the reference is a reference error too: the workload's
+                err = classify(res, "reference")
+                self._ref_errors[w.key] = err if err.startswith("reference:") else f"reference: {err}"
 
     def reference_path(self, w: Workload) -> str:
         return os.path.join(self.workdir, f"ref-{w.key}-{self.seed}.npz")

@@ -13,23 +13,29 @@ and the failure is recorded like any other.
 from __future__ import annotations
 
 import os
+import time
 
 from schedules.measure import BuildResult
 from schedules.runner import TimingConfig, WorkerRunner, check_and_time, load_reference
 from schedules.workers import Worker
 
-_SESSIONS: dict = {}
+_SESSIONS: dict = {}   # (host, port, key) -> (session, when it was requested)
+SESSION_RENEW = 0.75  # a session older than this share of its timeout is replaced before the next measurement
 _REFERENCES: dict = {}
 
 
 def _session(host: str, port: int, key: str, session_timeout: float):
+    """The open session, or a new one when it is missing or near its end: the tracker's ``session_timeout``
+    counts from the request, not from the last use, and a measurement in an expired session would fail."""
     from tvm import rpc
 
     k = (host, port, key)
-    if k not in _SESSIONS:
+    remote, since = _SESSIONS.get(k, (None, 0.0))
+    if remote is None or time.monotonic() - since > SESSION_RENEW * session_timeout:
         tracker = rpc.connect_tracker(host, port)
-        _SESSIONS[k] = tracker.request(key, priority=1, session_timeout=session_timeout)
-    return _SESSIONS[k]
+        remote = tracker.request(key, priority=1, session_timeout=session_timeout)
+        _SESSIONS[k] = (remote, time.monotonic())
+    return remote
 
 
 def rpc_run_job(host: str, port: int, key: str, session_timeout: float, artifact: str, reference: str,

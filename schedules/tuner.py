@@ -7,8 +7,10 @@ committed to the database as it arrives, and the cost model is updated.
 
 Tasks are picked by their estimated gain on the whole model's latency: weight (kernels sharing the workload) ×
 (last round's improvement + best latency / (rounds + 1)), so kernels with a large share of the latency, or that
-are still improving, get the trials. Trial budgets count measurements already in the database, so a rerun of an
-interrupted tune continues where it stopped. Best candidates are re-measured (``validate``): on a shared machine
+are still improving, get the trials; a task with no success yet counts as a typical one, and after
+``FAILED_ROUNDS_LIMIT`` rounds in a row in which everything failed it is given up for the run (a reference that
+cannot be built or run gives it up at once, and is not stored against the points). Trial budgets count
+measurements already in the database, so a rerun of an interrupted tune continues where it stopped. Best candidates are re-measured (``validate``): on a shared machine
 the best of many single measurements is mostly luck.
 
 Workloads whose main stage has the same loops (one conv shape with different epilogues, or with and without a
@@ -34,6 +36,7 @@ from schedules.space import DEFAULT_SCHEDULE, Point, ScheduleSpace, default_matc
 from schedules.workload import Workload
 
 WARM_START_LIMIT = 20000  # database records the cost model starts from (refitting on more gets slow)
+FAILED_ROUNDS_LIMIT = 3   # rounds in a row without one success after which a task is given up for this run
 
 
 @dataclass
@@ -46,6 +49,7 @@ class Task:
     measured: dict = field(default_factory=dict)   # Point -> latency estimate (None: failed)
     history: list = field(default_factory=list)    # best latency after each round
     rounds: int = 0
+    failed_rounds: int = 0                         # rounds in a row in which every measurement failed
     new: int = 0
     dead: bool = False                             # nothing left to propose, or the workload cannot be built
     # other tasks of the same family (see :func:`family`); not compared: they point back at this one
@@ -208,14 +212,21 @@ class TaskScheduler:
         if fresh:  # every task gets a first round (the default point), largest first
             return max(fresh, key=lambda t: t.weight * t.workload.flops)
 
+        bests = [t.best[1] for t in live if t.best]
+        typical = statistics.median(bests) if bests else 1.0
+
         def gain(t: Task) -> float:
-            best = t.best[1] if t.best else 1.0
+            if t.best is None:  # nothing ran yet: a typical task's latency, shrinking with every round
+                return t.weight * typical / (1 + t.rounds)
+            best = t.best[1]
             recent = t.history[-2] - t.history[-1] if len(t.history) >= 2 else best
             return t.weight * (0.5 * max(recent, 0.0) + 0.5 * best / (1 + t.rounds))
         return max(live, key=gain)
 
     def _record(self, task: Task, r: MeasureResult) -> None:
-        if self.db.add(r):
+        # a reference error is the workload's (its unscheduled kernel could not be built or run), not this
+        # point's: it stays out of the database, so a rerun tries the point, and the reference, again
+        if r.error_kind != "reference" and self.db.add(r):
             task.new += 1
         task.measured[r.point] = r.latency if r.ok else None
         self.progress.update(task)
@@ -237,8 +248,9 @@ class TaskScheduler:
                 inputs = [MeasureInput(task.workload, p) for p in points]
                 results = measure(self.builder, self.runner, inputs, lambda r, t=task: self._record(t, r))
                 task.rounds += 1
-                if all(r.error_kind == "reference" for r in results):
-                    task.dead = True  # the unscheduled kernel itself cannot be built or run here
+                task.failed_rounds = 0 if any(r.ok for r in results) else task.failed_rounds + 1
+                if all(r.error_kind == "reference" for r in results) or task.failed_rounds >= FAILED_ROUNDS_LIMIT:
+                    task.dead = True  # its reference cannot be built or run here, or nothing it tries works
                 self.model.update(inputs, results)
                 if self.validate and before and task.best and task.best[1] < before[1]:
                     self._validate(task, [task.best[0], before[0]])  # a new best: is it real, or noise?
@@ -246,11 +258,16 @@ class TaskScheduler:
                     task.history.append(task.best[1])
             if self.validate:
                 for t in self.tasks:
-                    if t.new:
+                    if t.new or not self._confirmed(t):  # a run killed before its confirmation is confirmed now
                         self._confirm(t)
         finally:
             self.progress.stop()
         return [self.result(t) for t in self.tasks]
+
+    def _confirmed(self, task: Task, finalists: int = 3) -> bool:
+        """Whether the best ``finalists`` points were re-measured (or there are too few to compare)."""
+        ranked = sorted(((lat, p) for p, lat in task.measured.items() if lat is not None), key=lambda x: x[0])
+        return len(ranked) < 2 or {p for _, p in ranked[:finalists]} <= self.db.repeated(task.workload)
 
     def _confirm(self, task: Task, finalists: int = 3, passes: int = 2) -> None:
         """Re-measure the best few points and the default side by side, so that the point the compiler will use
@@ -292,7 +309,7 @@ def tune_tasks(workloads: Sequence[tuple[Workload, int]], trials: int, db: Datab
     """Tune ``(workload, weight)`` pairs with one shared budget of ``trials`` measurements (database included).
 
     With ``validate``, a round's new best and, at the end, the top 3 and the default of every task tuned in this
-    run are re-measured side by side (not counted as trials; :meth:`TaskScheduler._confirm`) so that a lucky
+    run (or whose top 3 were never re-measured: a run killed before its end) are re-measured side by side (not counted as trials; :meth:`TaskScheduler._confirm`) so that a lucky
     measurement does not win."""
     from schedules.runner import LocalRunner
 

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -41,7 +42,16 @@ class JobResult:
         return self.error is None
 
 
+def _exit_with_parent(parent: int) -> None:  # pragma: no cover - runs in the child
+    """A worker busy with a hanging job never reads the EOF that tells it its parent is gone (killed): this
+    thread ends the process then, so no orphan keeps a core busy under the next measurements."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
 def _worker_main(conn, block_torch: bool, env: dict) -> None:  # pragma: no cover - runs in the child
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     os.environ.update(env)
     if block_torch:
         sys.modules.setdefault("torch", None)  # type: ignore[arg-type]
@@ -69,10 +79,14 @@ def _child_entry(argv: list[str]) -> None:  # pragma: no cover - runs in the chi
     _worker_main(Connection(int(argv[0])), argv[1] == "1", json.loads(argv[2]))
 
 
-def _log_dir() -> str:
-    path = os.path.join(tempfile.gettempdir(), "nacos-workers")
-    os.makedirs(path, exist_ok=True)
-    return path
+def _log_dir() -> str | None:
+    """A folder of this user's (another user's ``nacos-workers`` would not be writable); None if none can be made."""
+    path = os.path.join(tempfile.gettempdir(), f"nacos-workers-{os.getuid()}")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return None
+    return path if os.access(path, os.W_OK) else None
 
 
 def _log_tail(path: str | None, lines: int = 3) -> str:
@@ -115,14 +129,23 @@ class Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         code = "import sys; from schedules.workers import _child_entry; _child_entry(sys.argv[1:])"
-        # the child's output (TVM's crash backtraces included) goes to a log file, whose tail a crash report quotes
-        self.log_path = os.path.join(_log_dir(), f"{self.name}-{os.getpid()}.log")
-        with open(self.log_path, "w") as log:
+        # the child's output (TVM's crash backtraces included) goes to a log file, whose tail a crash report quotes;
+        # without a writable one it is dropped (crash reports then lack the tail), and the worker still runs
+        folder = _log_dir()
+        self.log_path = os.path.join(folder, f"{self.name}-{os.getpid()}-{id(self):x}.log") if folder else None
+        try:
+            log = open(self.log_path, "w") if self.log_path else subprocess.DEVNULL
+        except OSError:
+            self.log_path, log = None, subprocess.DEVNULL
+        try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", code, str(child.fileno()), "1" if self.block_torch else "0",
                  json.dumps(self.env)], pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=log)
-        child.close()
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()
+            child.close()
         self.starts += 1
         self._conn = Connection(parent.detach())
         self._ready = False
@@ -208,7 +231,7 @@ class Worker:
                 except subprocess.TimeoutExpired:
                     pass
             self.kill()
-            how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+            how = f"signal {_signal_name(-code)}" if code is not None and code < 0 else f"exit code {code}"
             tail = _log_tail(self.log_path)
             return JobResult(error=f"crash: worker died ({how})" + (f": {tail}" if tail else ""),
                              seconds=time.perf_counter() - started)
@@ -219,6 +242,13 @@ class Worker:
         if err:
             return JobResult(error=err)
         return self.collect(timeout, time.perf_counter())
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # real-time signals have no name
+        return str(number)
 
 
 class WorkerPool:

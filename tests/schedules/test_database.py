@@ -214,3 +214,18 @@ def test_tuning_with_cold_caches_into_a_warm_database_measures_nothing(tmp_path)
     assert cold.log == []
     with Database(tmp_path / "t.db") as db:
         assert db.count(w) == 4
+
+
+def test_a_read_only_database_is_opened_read_only(tmp_path):
+    # opened for writing, it failed on a read-only file or folder ("attempt to write a readonly database")
+    w = workload_from_op("dense", ((1, 16), (8, 16)))
+    tune_workload(w, 4, tmp_path / "t.db", FakeRunner(), "random", FakeBuilder(), validate=False)
+    data = (tmp_path / "t.db").read_bytes()
+    with Database(tmp_path / "t.db", readonly=True) as db:
+        assert db.count(w) == 4 and db.best(w) is not None
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            db._conn.execute("INSERT INTO meta VALUES ('x', 'y')")
+    assert (tmp_path / "t.db").read_bytes() == data
+    (tmp_path / "text.db").write_text("not sqlite")
+    with pytest.raises(ValueError, match="not a tuning database"):
+        Database(tmp_path / "text.db", readonly=True)

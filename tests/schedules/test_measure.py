@@ -79,18 +79,3 @@ def test_worker_errors_are_data(runner):
     assert res.ok and res.value == 3  # the same worker is still alive and reused
     assert w.restarts == 0
 
-
-def test_a_worker_that_died_while_idle_is_restarted_for_the_next_job():
-    # e.g. killed by the OOM killer, or crashed in teardown after it had answered: the next job starts a fresh one
-    from schedules.workers import Worker
-
-    w = Worker("idle-death", block_torch=False)
-    try:
-        assert w.call("builtins:len", ([1, 2],), timeout=60).value == 2
-        os.kill(w.pid, 9)
-        w._proc.wait(10)
-        res = w.call("builtins:len", ([1, 2, 3],), timeout=60)
-        assert res.ok and res.value == 3
-        assert w.restarts == 1
-    finally:
-        w.close()

@@ -65,3 +65,22 @@ def test_tune_over_rpc_records_remote_measurements(tracker_addr, tmp_path):
 def test_bad_tracker_address_is_a_clear_error():
     with pytest.raises(ValueError, match="HOST:PORT"):
         RPCRunner("localhost", KEY)
+
+
+def test_a_session_is_renewed_before_the_tracker_ends_it(tracker_addr):
+    # the session timeout counts from the request: a long tune outlives it (by default after 10 minutes)
+    w = workload_from_op("dense", [(4, 64), (32, 64), (32,)], {}, ("relu",))
+    runner = RPCRunner(tracker_addr, KEY, timeout=60, session_timeout=4, repeat=3, min_repeat_ms=5)
+    builder = LocalBuilder(workers=1)
+    try:
+        from schedules.measure import MeasureInput
+        from schedules.space import space_for
+
+        builds = builder.build([MeasureInput(w, space_for(w).default())])
+        first = runner.run(builds)[0]
+        time.sleep(5)  # past the session's end
+        second = runner.run(builds)[0]
+    finally:
+        runner.close()
+        builder.close()
+    assert first.ok and second.ok, second.error

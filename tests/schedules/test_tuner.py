@@ -91,3 +91,87 @@ def test_a_lucky_first_measurement_does_not_beat_the_default(tmp_path):
         res = tune_tasks([(a, 1)], 6, db, runner, FakeBuilder(), "random", batch_size=5)[0]
         assert res.best_point in (base, DEFAULT_SCHEDULE) and db.best(a)[0] == res.best_point
         assert db.latency(a, lucky) == 1.3e-3  # re-measured side by side, its first measurement no longer counts
+
+
+class _OneWorkloadFails(FakeRunner):
+    """Every measurement of the workload ``bad`` fails with ``error``; the others run as FakeRunner's do."""
+
+    def __init__(self, bad: str, error: str):
+        super().__init__()
+        self.bad, self.error = bad, error
+
+    def run(self, builds, callback=None):
+        good = [b for b in builds if b.input.workload.key != self.bad]
+        out = super().run(good, callback)
+        for b in builds:
+            if b.input.workload.key == self.bad:
+                self.log.append((self.bad, b.input.point))
+                r = MeasureResult(self.bad, b.input.point, None, (), self.error, runner=self.name)
+                out.append(r)
+                if callback:
+                    callback(r)
+        return out
+
+
+def _three_workloads():
+    return [w for w, _ in unique_workloads(conv_model("s", 8, extra_dense=True), "{}", "nchw")]
+
+
+def test_a_workload_whose_every_measurement_fails_does_not_take_the_budget(tmp_path):
+    ws = _three_workloads()
+    runner = _OneWorkloadFails(ws[-1].key, "build: LLVM ERROR: cannot select")
+    results = tune_tasks([(w, 1) for w in ws], 60, tmp_path / "f.db", runner, FakeBuilder(), "random",
+                         batch_size=4, validate=False)
+    by_key = {r.workload.key: r for r in results}
+    bad = by_key[ws[-1].key]
+    assert bad.best_latency is None and bad.trials == bad.failures == 4 * 3  # three failed rounds, then given up
+    assert all(by_key[w.key].trials > 20 for w in ws[:-1])  # the budget went to the tasks that run
+
+
+def test_a_reference_that_times_out_stops_its_task_and_is_not_stored_against_the_points(tmp_path):
+    ws = _three_workloads()
+    error = "reference: timeout: no answer within 900 s (worker killed)"
+    runner = _OneWorkloadFails(ws[0].key, error)
+    db_path = tmp_path / "f.db"
+    results = tune_tasks([(w, 1) for w in ws], 24, db_path, runner, FakeBuilder(), "random", batch_size=4,
+                         validate=False)
+    assert results[0].best_latency is None and results[0].trials == 4  # one round: the workload is given up
+    with Database(db_path) as db:
+        assert db.records(ws[0]) == []  # a rerun tries again, the default point included
+        assert len(db.records(ws[1])) > 4
+    rerun = FakeRunner()
+    again = tune_tasks([(w, 1) for w in ws], 32, db_path, rerun, FakeBuilder(), "random", batch_size=4,
+                       validate=False)
+    assert again[0].best_latency is not None and (ws[0].key, space_for(ws[0]).default()) in rerun.log
+
+
+def test_a_reference_crash_in_the_builder_is_a_reference_error():
+    from schedules.measure import LocalBuilder
+    from schedules.workers import JobResult
+
+    b = LocalBuilder.__new__(LocalBuilder)
+    b._ref_errors, b.workdir, b.seed, b.reference_timeout = {}, "/nonexistent", 0, 1.0
+
+    class Pool:
+        def map(self, fn, jobs, timeout):
+            return [JobResult(error="timeout: no answer within 1 s (worker killed)")] * len(jobs)
+    b.pool = Pool()
+    w = _three_workloads()[0]
+    b._reference([w])
+    assert b._ref_errors[w.key].startswith("reference: timeout:")
+    assert MeasureResult(w.key, space_for(w).default(), None, (), b._ref_errors[w.key]).error_kind == "reference"
+
+
+def test_a_rerun_confirms_the_finalists_of_a_run_killed_before_its_confirmation(tmp_path):
+    w = _three_workloads()[0]
+    db_path = tmp_path / "f.db"
+    tune_tasks([(w, 1)], 9, db_path, FakeRunner(), FakeBuilder(), "random", batch_size=3, validate=False)  # "killed"
+    rerun = FakeRunner()
+    res = tune_tasks([(w, 1)], 9, db_path, rerun, FakeBuilder(), "random", batch_size=3)
+    assert res[0].new == 0 and rerun.log  # nothing new to measure, but the finalists are re-measured
+    with Database(db_path) as db:
+        ranked = sorted((r for r in db.records(w) if r.ok), key=lambda r: r.latency)
+        assert res[0].best_point in db.repeated(w) and ranked[0].point == res[0].best_point
+    again = FakeRunner()
+    tune_tasks([(w, 1)], 9, db_path, again, FakeBuilder(), "random", batch_size=3)
+    assert again.log == []  # confirmed once: a further rerun measures nothing

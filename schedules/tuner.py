@@ -239,7 +239,11 @@ class TaskScheduler:
                 task = self._pick()
                 if task is None:
                     break
-                n = min(self.batch_size, trials - sum(len(t.measured) for t in self.tasks))
+                left = trials - sum(len(t.measured) for t in self.tasks)
+                n = min(self.batch_size, left)
+                fresh = sum(1 for t in self.tasks if not t.measured and not t.dead)
+                if not task.measured and fresh > 1:  # a small budget still measures every task's default first
+                    n = max(1, min(n, left // fresh))
                 points = self.strategy.propose(task, self.model, n)
                 if not points:
                     task.dead = True
@@ -247,6 +251,9 @@ class TaskScheduler:
                 before = task.best
                 inputs = [MeasureInput(task.workload, p) for p in points]
                 results = measure(self.builder, self.runner, inputs, lambda r, t=task: self._record(t, r))
+                for r in results:  # a runner that does not call back still has its results recorded
+                    if r.point not in task.measured:
+                        self._record(task, r)
                 task.rounds += 1
                 task.failed_rounds = 0 if any(r.ok for r in results) else task.failed_rounds + 1
                 if all(r.error_kind == "reference" for r in results) or task.failed_rounds >= FAILED_ROUNDS_LIMIT:

@@ -175,3 +175,23 @@ def test_a_rerun_confirms_the_finalists_of_a_run_killed_before_its_confirmation(
     again = FakeRunner()
     tune_tasks([(w, 1)], 9, db_path, again, FakeBuilder(), "random", batch_size=3)
     assert again.log == []  # confirmed once: a further rerun measures nothing
+
+
+def test_a_small_budget_measures_every_tasks_default_first(tmp_path):
+    ws = _three_workloads()
+    runner = FakeRunner()
+    results = tune_tasks([(w, 1) for w in ws], 6, tmp_path / "f.db", runner, FakeBuilder(), "random", batch_size=4,
+                         validate=False)
+    assert [r.trials for r in results] == [2, 2, 2]
+    assert all((w.key, space_for(w).default()) in runner.log or (w.key, DEFAULT_SCHEDULE) in runner.log for w in ws)
+
+
+def test_results_of_a_runner_that_does_not_call_back_are_recorded(tmp_path):
+    class Silent(FakeRunner):
+        def run(self, builds, callback=None):
+            return super().run(builds, None)
+
+    w = _three_workloads()[0]
+    res = tune_tasks([(w, 1)], 8, tmp_path / "f.db", Silent(), FakeBuilder(), "random", batch_size=4,
+                     validate=False)
+    assert res[0].trials == 8 and res[0].new == 8

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
+import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,8 +37,27 @@ def _bad_input_types() -> tuple[type, ...]:
     from ir.registry import UnsupportedOpError
     from ir.verify import IRError
     from nacos.compiled import InputError
+    from nacos.outdir import OutputFolderError
 
-    return (UsageError, ModelImportError, UnsupportedOpError, IRError, InputError, FileNotFoundError)
+    return (UsageError, ModelImportError, UnsupportedOpError, IRError, InputError, OutputFolderError,
+            FileNotFoundError)
+
+
+def open_db(path: str, readonly: bool):
+    """The tuning database at ``path``, or a one-line error for a missing, unreadable or foreign file."""
+    import sqlite3
+
+    from schedules.database import Database
+
+    p = Path(path)
+    if readonly and not p.exists():
+        raise UsageError(f"{path}: no such tuning database")
+    if p.exists() and not p.is_file():
+        raise UsageError(f"{path}: a folder, not a tuning database")
+    try:
+        return Database(path, readonly=readonly)
+    except (ValueError, sqlite3.Error, OSError) as e:
+        raise UsageError(f"{path}: cannot be used as a tuning database ({e})") from None
 
 
 def _parse_shapes(items: list[str] | None) -> dict | None:
@@ -53,8 +71,11 @@ def _parse_shapes(items: list[str] | None) -> dict | None:
             if not sep:
                 raise ValueError
             shapes[name] = tuple(int(d) for d in dims.split(","))
+            if not name or any(d < 1 for d in shapes[name]):
+                raise ValueError
         except ValueError:
-            raise UsageError(f"--input-shape {item!r}: expected NAME=D1,D2,... e.g. input=1,3,224,224") from None
+            raise UsageError(f"--input-shape {item!r}: expected NAME=D1,D2,... with every dimension at least 1, "
+                             "e.g. input=1,3,224,224") from None
     return shapes
 
 
@@ -155,24 +176,19 @@ def _layout_argument(s) -> None:
 def cmd_compile(args) -> int:
     import nacos
 
+    from nacos.outdir import check_output, staged
+
     graph = _load(args)
-    out = Path(args.output)
-    if out.exists() and any(out.iterdir()) and not args.force:
-        raise UsageError(f"{out} exists and is not empty (use --force to overwrite)")
+    out = check_output(args.output, args.force, [args.model] + ([args.db] if args.db else []))
     t0 = time.perf_counter()
     schedules = None
     if args.db:
-        from schedules.database import Database
-
-        if not Path(args.db).exists():
-            raise UsageError(f"{args.db}: no such tuning database")
-        schedules = Database(args.db).schedules(graph, layout=args.layout)
+        schedules = open_db(args.db, readonly=True).schedules(graph, layout=args.layout)
     with _console().status(f"compiling {graph.name} ({len(graph.compute_nodes)} nodes)"):
         model = nacos.compile(graph, schedules=schedules, layout=args.layout)
     seconds = time.perf_counter() - t0
-    # write into a temporary folder first so a failure leaves nothing behind
-    tmp = Path(tempfile.mkdtemp(prefix=".nacos-", dir=out.parent if out.parent.exists() else None))
-    try:
+    # written into a temporary folder first, so a failure leaves nothing behind
+    with staged(out) as tmp:
         model.export(tmp)
         info = nacos.inspect(graph)
         summary = {
@@ -183,16 +199,10 @@ def cmd_compile(args) -> int:
             "kernel_groups": [{"name": k.name, "ops": list(k.ops), "nodes": list(k.nodes)} for k in model.kernels],
         }
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"compiled {graph.name}: {len(model.kernels)} kernels in {seconds:.1f}s -> {out}/ "
+        print(f"compiled {graph.name}: {len(model.kernels)} kernels in {seconds:.1f}s -> {args.output}/ "
               f"(model.so, nacos.json, summary.json)")
     return 0
 
@@ -223,15 +233,26 @@ def cmd_tune(args) -> int:
         raise UsageError(f"--trials {args.trials}: must be at least 1")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers {args.workers}: must be at least 1")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size {args.batch_size}: must be at least 1")
     target = None
     if args.target:
+        example = '\'{"kind": "llvm", "mtriple": "aarch64-linux-gnu", "num-cores": 4}\''
         try:
             target = json.loads(args.target)
         except ValueError:
-            raise UsageError(f"--target {args.target!r}: expected a JSON target dict, e.g. "
-                             '\'{"kind": "llvm", "mtriple": "aarch64-linux-gnu", "num-cores": 4}\'') from None
+            raise UsageError(f"--target {args.target!r}: expected a JSON target dict, e.g. {example}") from None
+        if not isinstance(target, dict):
+            raise UsageError(f"--target {args.target!r}: expected a JSON target dict, e.g. {example}")
+        from schedules.workload import target_key
+
+        try:
+            target_key(target)
+        except Exception as e:  # noqa: BLE001 — TVM's own message names what is wrong with the target
+            raise UsageError(f"--target {args.target!r}: {str(e).splitlines()[0] if str(e) else e}") from None
     graph = _load(args)
     runner = _runner(args)
+    open_db(args.db, readonly=False).close()
     builder = None
     if args.cross_cc or args.workers:
         from schedules.measure import LocalBuilder
@@ -270,6 +291,18 @@ def cmd_tune(args) -> int:
 
 
 # ---- nacos bench -------------------------------------------------------------------------------------------
+def _check_output_file(flag: str, path: str) -> None:
+    """Fail before a long run, not after it, when its result could not be written to ``path``."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder")
+    existing = p.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: cannot write in {existing}")
+
+
 def cmd_bench(args) -> int:
     from nacos.benchmark import BenchError, run_bench
 
@@ -277,6 +310,11 @@ def cmd_bench(args) -> int:
         raise UsageError("--trials and --metaschedule-trials cannot be negative")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads {args.threads}: must be at least 1")
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path:
+            _check_output_file(flag, path)
+    if args.db:
+        open_db(args.db, readonly=args.trials == 0).close()
     console = _console()
     try:
         with console.status("benchmarking") as status:

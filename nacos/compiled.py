@@ -10,8 +10,10 @@ onnx or the rest of nacos' search machinery. An artifact is a folder::
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -66,6 +68,14 @@ class KernelInfo:
     output: str
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _tvm():
     from schedules.tvm_env import tvm  # sets TVM_NUM_THREADS before TVM starts
 
@@ -79,6 +89,7 @@ class Compiled:
                  kernels: Sequence[KernelInfo] = (), name: str = "model", stats=None) -> None:
         tvm = _tvm()
         self._module = module
+        self._source: Path | None = None  # the library file of a loaded artifact (what export copies)
         self._device = tvm.cpu()
         self._vm = tvm.relax.VirtualMachine(module, self._device)
         self.inputs = tuple(inputs)
@@ -98,30 +109,57 @@ class Compiled:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Compiled":
-        """Reload an artifact written by :meth:`export`."""
+        """Reload an artifact written by :meth:`export`. A damaged one raises ``ValueError`` (its library is
+        checked against the size and SHA-256 the export recorded: loading a truncated library can kill the
+        process with SIGBUS)."""
         path = Path(path)
         meta_path = path / METADATA
         if not meta_path.is_file():
             raise FileNotFoundError(f"{path}: not a nacos artifact (no {METADATA})")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("version") != ARTIFACT_VERSION:
-            raise ValueError(f"{path}: artifact version {meta.get('version')} is not supported "
+        try:
+            meta = json.loads(meta_path.read_text())
+            version = meta.get("version")
+        except (ValueError, AttributeError):
+            raise ValueError(f"{path}: not a valid nacos artifact ({METADATA} is not a JSON object)") from None
+        if version != ARTIFACT_VERSION:
+            raise ValueError(f"{path}: artifact version {version} is not supported "
                              f"(this nacos reads version {ARTIFACT_VERSION})")
+        lib = path / LIBRARY
+        if not lib.is_file():
+            raise FileNotFoundError(f"{path}: not a nacos artifact (no {LIBRARY})")
+        recorded = meta.get("library")
+        if recorded is not None and (lib.stat().st_size != recorded.get("bytes")
+                                     or _sha256(lib) != recorded.get("sha256")):
+            raise ValueError(f"{path}: {LIBRARY} is damaged (its size or SHA-256 differs from what {METADATA} "
+                             "recorded at export)")
+        try:
+            spec = lambda d: TensorSpec(d["name"], tuple(d["shape"]), d["dtype"])  # noqa: E731
+            kernels = [KernelInfo(k["name"], tuple(k["nodes"]), tuple(k["ops"]), k["output"])
+                       for k in meta["kernels"]]
+            inputs, outputs, target = [spec(d) for d in meta["inputs"]], [spec(d) for d in meta["outputs"]], \
+                meta["target"]
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"{path}: not a valid nacos artifact ({METADATA} lacks {e})") from None
         with _quiet_vm_log():
-            module = _tvm().runtime.load_module(str(path / LIBRARY))
-        spec = lambda d: TensorSpec(d["name"], tuple(d["shape"]), d["dtype"])  # noqa: E731
-        kernels = [KernelInfo(k["name"], tuple(k["nodes"]), tuple(k["ops"]), k["output"]) for k in meta["kernels"]]
-        return cls(module, [spec(d) for d in meta["inputs"]], [spec(d) for d in meta["outputs"]], meta["target"],
-                   kernels, meta.get("name", "model"))
+            module = _tvm().runtime.load_module(str(lib))
+        model = cls(module, inputs, outputs, target, kernels, meta.get("name", "model"))
+        model._source = lib
+        return model
 
     def export(self, path: str | os.PathLike) -> Path:
         """Write the artifact folder (created if needed) and return its path."""
         path = Path(path)
+        source = getattr(self, "_source", None)
+        if source is None and not hasattr(self._module, "export_library"):
+            raise RuntimeError("this model has no library to export")
         path.mkdir(parents=True, exist_ok=True)
-        if not hasattr(self._module, "export_library"):
-            raise RuntimeError("this model was loaded from an artifact; export the original instead")
-        with _quiet_vm_log():
-            self._module.export_library(str(path / LIBRARY))
+        lib = path / LIBRARY
+        if source is not None:  # loaded from an artifact: its library is the one to write
+            if not (lib.exists() and lib.samefile(source)):
+                shutil.copyfile(source, lib)
+        else:
+            with _quiet_vm_log():
+                self._module.export_library(str(lib))
         meta = {
             "version": ARTIFACT_VERSION,
             "name": self.name,
@@ -129,6 +167,7 @@ class Compiled:
             "inputs": [asdict(s) for s in self.inputs],
             "outputs": [asdict(s) for s in self.outputs],
             "kernels": [asdict(k) for k in self.kernels],
+            "library": {"bytes": lib.stat().st_size, "sha256": _sha256(lib)},
         }
         (path / METADATA).write_text(json.dumps(meta, indent=2))
         return path

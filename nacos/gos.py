@@ -13,8 +13,6 @@ the search, measures the Pareto members against the original side by side, and w
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -115,19 +113,13 @@ def write(out: Path, run: GOSRun, schedules_for=None) -> Path:
     """Write the run into ``out`` through a temporary folder, so a failure leaves nothing half-written."""
     from operators.gos.report import write_artifacts, write_report
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".nacos-gos-", dir=out.parent))
-    try:
+    from nacos.outdir import staged
+
+    with staged(out, ".nacos-gos-") as tmp:
         for member in run.payload["pareto"]:
             member["artifacts"] = write_artifacts(tmp, member["id"], run.result.graphs[member["key"]],
                                                   schedules_for, run.compiled.get(member["id"]))
         write_report(tmp, run.payload, run.effects)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out
 
 
@@ -158,18 +150,17 @@ def add_arguments(s) -> None:
 def cmd_gos(args) -> int:
     import json
 
-    from nacos.cli import UsageError, _console, _load
+    from nacos.cli import UsageError, _console, _load, open_db
     from nacos.data import DatasetError
+    from nacos.outdir import check_output
 
-    out = Path(args.output)
-    if out.exists() and any(out.iterdir()) and not args.force:
-        raise UsageError(f"{out} exists and is not empty (use --force to overwrite)")
     for name in ("generations", "population", "max_ops", "rounds"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.db and not Path(args.db).exists():
-        raise UsageError(f"{args.db}: no such tuning database")
     graph = _load(args)
+    out = check_output(args.output, args.force, [args.model, args.dataset] + ([args.db] if args.db else []))
+    if args.db:
+        open_db(args.db, readonly=True).close()
     console = _console()
     try:
         with console.status("GOS") as status:
@@ -189,7 +180,7 @@ def cmd_gos(args) -> int:
         return 0
     orig = p["original"]
     print(f"{p['graph']}: original test accuracy {orig['test_accuracy']:.3f}; {len(p['pareto'])} Pareto members "
-          f"-> {out}/ (pareto.json, report.md, members/)")
+          f"-> {args.output}/ (pareto.json, report.md, members/)")
     for m in p["pareto"]:
         print(f"  {m['id']}: {m['speedup']:.2f}x, test accuracy {m['test_accuracy']:.3f} "
               f"({(m['test_accuracy'] - orig['test_accuracy']) * 100:+.1f} pt): {m['key']}")
@@ -200,13 +191,13 @@ def cmd_ops_analyze(args) -> int:
     """``nacos ops analyze MODEL.onnx``: the ops ranked by share of latency, with FLOPs, bytes and GFLOP/s."""
     import json
 
-    from nacos.cli import UsageError, _console, _fmt, _load
+    from nacos.cli import UsageError, _console, _fmt, _load, open_db
     from operators.gos.analyze import analyze
 
     if not args.model:
         raise UsageError("ops analyze needs a model: nacos ops analyze MODEL.onnx")
-    if args.db and not Path(args.db).exists():
-        raise UsageError(f"{args.db}: no such tuning database")
+    if args.db:
+        open_db(args.db, readonly=True).close()
     graph = _load(args)
     result = analyze(graph, latency=args.latency or "measured", db=args.db)
     if args.json:

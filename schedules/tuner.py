@@ -320,6 +320,9 @@ def tune_tasks(workloads: Sequence[tuple[Workload, int]], trials: int, db: Datab
     measurement does not win."""
     from schedules.runner import LocalRunner
 
+    if trials < 0 or batch_size < 1:
+        raise ValueError(f"trials={trials}, batch_size={batch_size}: trials cannot be negative and a batch "
+                         "holds at least one measurement")
     own_db = not isinstance(db, Database)
     database = Database(db) if own_db else db
     own_builder, own_runner = builder is None, runner is None

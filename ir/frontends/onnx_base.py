@@ -61,6 +61,9 @@ class Importer:
                 raise ModelImportError(f"{self.source}: input '{inp.name}' is not a tensor")
             if inp.name in shapes:
                 shape = tuple(int(d) for d in shapes[inp.name])
+                if any(d < 1 for d in shape):
+                    raise ModelImportError(f"{self.source}: input_shapes gives '{inp.name}' the shape {shape}; "
+                                           "every dimension must be at least 1")
             else:
                 if not tt.HasField("shape"):
                     raise ModelImportError(f"{self.source}: input '{inp.name}' has no shape; pass "
@@ -72,7 +75,8 @@ class Importer:
                     else:
                         sym = d.dim_param or "?"
                         raise ModelImportError(f"{self.source}: input '{inp.name}' has symbolic dim '{sym}'; pass "
-                                               f"input_shapes={{'{inp.name}': (...)}} (static shapes only)")
+                                               f"input_shapes={{'{inp.name}': (...)}} (on the command line "
+                                               f"--input-shape {inp.name}=D1,D2,...; static shapes only)")
                 shape = tuple(shape)
             self.env[inp.name] = self.b.input(inp.name, shape, _np_dtype(tt.elem_type))
 

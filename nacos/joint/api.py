@@ -60,6 +60,10 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
     if has_run and not resume:
         if not force:
             raise OptimizeError(f"{out} holds a run already: --resume continues it, --force starts over")
+        cwd = Path.cwd().resolve()
+        if out.resolve() == cwd or out.resolve() in cwd.parents:
+            raise OptimizeError(f"{out} is the current folder or one above it: --force would delete it; "
+                                "give the run a folder of its own")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -264,7 +264,7 @@ def cmd_tune(args) -> int:
         report = nacos.tune(graph, trials=args.trials, db=args.db, target=target, runner=runner, builder=builder,
                             batch_size=args.batch_size, seed=args.seed, progress=not args.json and not args.quiet,
                             layout=args.layout)
-    except MixedCachesError as e:
+    except (MixedCachesError, ConnectionError) as e:  # ConnectionError: schedules.rpc.TrackerError
         raise UsageError(str(e)) from None
     finally:
         for part in (runner, builder):

@@ -13,6 +13,7 @@ and the failure is recorded like any other.
 from __future__ import annotations
 
 import os
+import socket
 import time
 
 from schedules.measure import BuildResult
@@ -36,6 +37,19 @@ def _session(host: str, port: int, key: str, session_timeout: float):
         remote = tracker.request(key, priority=1, session_timeout=session_timeout)
         _SESSIONS[k] = (remote, time.monotonic())
     return remote
+
+
+class TrackerError(ConnectionError):
+    """The tracker cannot be reached, or has no device under the key: raised before anything is measured, so
+    that no measurement is recorded as failed for want of a connection."""
+
+
+def tracker_keys(host: str, port: int) -> list[str]:
+    """Runs inside the client worker: the device keys the tracker has queues for."""
+    from tvm import rpc
+
+    summary = rpc.connect_tracker(host, port).summary()
+    return sorted(summary.get("queue_info", {}))
 
 
 def rpc_run_job(host: str, port: int, key: str, session_timeout: float, artifact: str, reference: str,
@@ -76,6 +90,21 @@ class RPCRunner(WorkerRunner):
         self.config = TimingConfig(number, repeat, min_repeat_ms, cache_flush, rtol, atol)
         self.worker = Worker("rpc-client")
         self.name = f"rpc:{key}"
+
+    def start(self) -> None:
+        """Start the client worker and check that the tracker answers and knows the device's key."""
+        where = f"RPC tracker {self.host}:{self.port}"
+        try:
+            socket.create_connection((self.host, self.port), timeout=10).close()
+        except OSError as e:
+            raise TrackerError(f"{where}: cannot connect ({e.strerror or e})") from None
+        super().start()
+        res = self.worker.call("schedules.rpc:tracker_keys", (self.host, self.port), timeout=60)
+        if not res.ok:
+            raise TrackerError(f"{where}: no answer to a summary request ({res.error})")
+        if self.key not in res.value:
+            raise TrackerError(f"{where}: no device registered under the key {self.key!r} "
+                               f"(registered: {', '.join(res.value) or 'none'})")
 
     def _job(self, build: BuildResult):
         return self.worker.call("schedules.rpc:rpc_run_job",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 
@@ -84,3 +85,23 @@ def test_a_session_is_renewed_before_the_tracker_ends_it(tracker_addr):
         runner.close()
         builder.close()
     assert first.ok and second.ok, second.error
+
+
+def test_a_tracker_that_cannot_be_used_is_an_error_before_anything_is_measured(tracker_addr, tmp_path):
+    from schedules.rpc import TrackerError
+
+    w = workload_from_op("dense", [(4, 64), (32, 64), (32,)], {}, ("relu",))
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    for runner, message in ((RPCRunner(f"127.0.0.1:{free}", KEY), "cannot connect"),
+                            (RPCRunner(tracker_addr, "no-such-board"), "no device registered")):
+        builder = LocalBuilder(workers=1)
+        try:
+            with pytest.raises(TrackerError, match=message):
+                tune_workload(w, 4, tmp_path / "rpc.db", runner, "random", builder)
+        finally:
+            runner.close()
+            builder.close()
+    with Database(tmp_path / "rpc.db") as db:
+        assert db.count() == 0  # nothing recorded as failed: a rerun with a working tracker measures them all

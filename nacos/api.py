@@ -35,6 +35,8 @@ def load(model: Any, example_inputs: tuple | None = None, input_shapes: dict | N
         if example_inputs is None:
             raise frontends.ModelImportError("a torch.nn.Module needs example_inputs, e.g. "
                                              "nacos.load(model, (torch.randn(1, 3, 224, 224),))")
+        if isinstance(example_inputs, list):  # [x, y] means the inputs x and y, as a tuple does
+            example_inputs = tuple(example_inputs)
         if not isinstance(example_inputs, tuple):
             example_inputs = (example_inputs,)
         graph = frontends.from_torch(model, example_inputs)

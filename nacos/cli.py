@@ -67,6 +67,8 @@ def _parse_shapes(items: list[str] | None) -> dict | None:
     shapes = {}
     for item in items:
         name, sep, dims = item.partition("=")
+        if name in shapes:
+            raise UsageError(f"--input-shape {name!r} is given twice")
         try:
             if not sep:
                 raise ValueError

@@ -200,6 +200,9 @@ class Compiled:
 
     def benchmark(self, *arrays: np.ndarray, number: int = 10, repeat: int = 5, min_repeat_ms: int = 0) -> list[float]:
         """Seconds per call of each repeat (each the mean of ``number`` calls), timed inside TVM."""
+        if number < 1 or repeat < 1 or min_repeat_ms < 0:
+            raise ValueError(f"number={number}, repeat={repeat}, min_repeat_ms={min_repeat_ms}: number and repeat "
+                             "must be at least 1, min_repeat_ms at least 0")
         args = self._prepare(arrays)
         timer = self._vm.time_evaluator("main", self._device, number=number, repeat=repeat,
                                         min_repeat_ms=min_repeat_ms)

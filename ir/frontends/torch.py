@@ -121,6 +121,8 @@ def _label(target: Any) -> str:
 def from_torch(module: torch.nn.Module, example_inputs: tuple) -> Graph:
     """Import ``module`` (put in eval mode) as an IR graph with static shapes taken from ``example_inputs``."""
     source = type(module).__name__
+    if isinstance(example_inputs, list):  # [x, y] means the inputs x and y, as a tuple does
+        example_inputs = tuple(example_inputs)
     if not isinstance(example_inputs, tuple):
         example_inputs = (example_inputs,)
     try:

@@ -152,3 +152,22 @@ def test_optimize_force_never_deletes_the_current_folder(tmp_path, monkeypatch):
     with pytest.raises(OptimizeError, match="current folder"):
         _prepare_out(Path("."), resume=False, force=True)
     assert (tmp_path / "notes.txt").exists()
+
+
+def test_an_input_shape_given_twice_is_an_error(tiny, capsys):
+    assert "twice" in _bad(capsys, "inspect", str(tiny), "--input-shape", "input=1,3,8,8",
+                           "--input-shape", "input=2,3,8,8")
+
+
+def test_benchmark_needs_at_least_one_call_and_torch_inputs_may_be_a_list(tiny):
+    import torch
+
+    import nacos
+
+    model = nacos.compile(nacos.load(tiny))
+    x = np.zeros((1, 3, 8, 8), np.float32)
+    with pytest.raises(ValueError, match="at least 1"):
+        model.benchmark(x, number=0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    graph = nacos.load(net, [torch.zeros(1, 3, 8, 8)])  # a list of inputs, like the tuple form
+    assert len(graph.inputs) == 1

@@ -150,10 +150,11 @@ class Worker:
         self._conn = Connection(parent.detach())
         self._ready = False
 
-    def _wait_ready(self) -> str | None:
+    def _wait_ready(self, wait_s: float = START_TIMEOUT_S) -> str | None:
+        """None once the worker said "ready" (waiting up to ``wait_s``); else kill it and say why."""
         if self._ready:
             return None
-        if not self._conn.poll(START_TIMEOUT_S):
+        if not self._conn.poll(wait_s):
             self.kill()
             return f"{self.name} did not start within {START_TIMEOUT_S:.0f} s"
         try:
@@ -197,12 +198,21 @@ class Worker:
             os.unlink(self.log_path)
 
     # ---- jobs --------------------------------------------------------------------------------------------
-    def submit(self, fn: str, args: Sequence) -> str | None:
-        """Send a job; returns an error if the worker could not be started."""
+    @property
+    def ready(self) -> bool:
+        """Started, and its "ready" message received (it has imported TVM and waits for jobs)."""
+        return self._proc is not None and self._ready and self._proc.poll() is None
+
+    def launch(self) -> None:
+        """Make sure a process is running or starting (non-blocking)."""
         if self._proc is None or self._proc.poll() is not None:
             if self._proc is not None:  # died while idle (OOM killer, a crash after answering): start afresh
                 self.kill()
             self.start()
+
+    def submit(self, fn: str, args: Sequence) -> str | None:
+        """Send a job; returns an error if the worker could not be started."""
+        self.launch()
         err = self._wait_ready()
         if err:
             return err
@@ -262,12 +272,20 @@ class WorkerPool:
             w.start()
 
     def map(self, fn: str, jobs: Sequence[Sequence], timeout: float) -> list[JobResult]:
+        """Run ``jobs`` on the free workers. A worker being (re)started — after a crash or a timeout, which cost
+        it its process — is waited for alongside the busy ones, so their answers and deadlines are kept while it
+        imports TVM; a worker that fails to start fails the next job with the reason."""
         results: list[JobResult | None] = [None] * len(jobs)
         pending = list(range(len(jobs)))
         busy: dict[int, tuple[int, float]] = {}  # worker index -> (job index, start time)
+        starting: dict[int, float] = {}          # worker index -> when its start was first waited for
         while pending or busy:
             for w_idx, w in enumerate(self.workers):
-                if w_idx in busy or not pending:
+                if w_idx in busy or w_idx in starting or not pending:
+                    continue
+                if not w.ready:
+                    w.launch()
+                    starting[w_idx] = time.perf_counter()
                     continue
                 j = pending.pop(0)
                 err = w.submit(fn, jobs[j])
@@ -275,14 +293,20 @@ class WorkerPool:
                     results[j] = JobResult(error=err)
                 else:
                     busy[w_idx] = (j, time.perf_counter())
-            if not busy:
+            if not busy and not starting:
                 continue
             now = time.perf_counter()
-            deadline = min(s + timeout for _, s in busy.values())
-            conns = {self.workers[i]._conn: i for i in busy}
+            deadline = min([s + timeout for _, s in busy.values()] + [s + START_TIMEOUT_S for s in starting.values()])
+            conns = {self.workers[i]._conn: i for i in list(busy) + list(starting)}
             ready = wait(list(conns), timeout=max(0.0, deadline - now))
-            for conn in ready:  # an answer, or EOF from a crashed worker (collect() tells which)
+            for conn in ready:  # an answer, a "ready", or EOF from a crashed worker
                 i = conns[conn]
+                if i in starting:
+                    starting.pop(i)
+                    err = self.workers[i]._wait_ready(0.0)  # there is something to read: "ready" or EOF
+                    if err and pending:
+                        results[pending.pop(0)] = JobResult(error=err)
+                    continue
                 j, started = busy.pop(i)
                 results[j] = self.workers[i].collect(timeout, started)
             now = time.perf_counter()
@@ -290,6 +314,12 @@ class WorkerPool:
                 if started + timeout <= now:  # overran: collect() finds no answer and kills the worker
                     busy.pop(i)
                     results[j] = self.workers[i].collect(timeout, started)
+            for i, since in list(starting.items()):
+                if since + START_TIMEOUT_S <= now:
+                    starting.pop(i)
+                    err = self.workers[i]._wait_ready(0.0)  # no "ready" yet: kills it and says so
+                    if err and pending:
+                        results[pending.pop(0)] = JobResult(error=err)
         return [r for r in results if r is not None]
 
     def close(self) -> None:

@@ -80,3 +80,21 @@ def test_a_worker_that_died_while_idle_is_restarted_for_the_next_job():
         assert w.restarts == 1
     finally:
         w.close()
+
+
+def test_a_pool_keeps_the_other_workers_deadlines_while_one_restarts():
+    from schedules.workers import WorkerPool
+
+    pool = WorkerPool(2, "pool-deadlines", block_torch=False)
+    pool.start()
+    try:
+        # job 0 overruns and costs worker 0 its process; while it restarts, job 3 overruns on the other worker
+        res = pool.map("time:sleep", [(5,), (0.1,), (0.1,), (5,), (0.1,)], timeout=2)
+        assert [r.error is not None and r.error.startswith("timeout") for r in res] == [True, False, False, True,
+                                                                                       False]
+        crashed = pool.map("os:abort", [(), ()], timeout=30)
+        assert all(r.error.startswith("crash") for r in crashed)
+        assert [r.value for r in pool.map("builtins:len", [([1],), ([1, 2],), ([1, 2, 3],)], timeout=60)] == [1, 2, 3]
+        assert pool.map("builtins:len", [], timeout=10) == []
+    finally:
+        pool.close()

@@ -47,7 +47,10 @@ def body_flops(expr: sympy.Expr) -> int:
         # expression: then the Pow is free and the Mul counts the division)
         factors = [a for a in args if a != -1 and not (isinstance(a, sympy.Pow) and a.args[1] == -1
                                                        and not _is_index_expr(a))]
-        return inner + max(len(factors) - 1, 0)
+        # the index-only factors (numbers, 1/count of a padded pooling window, ...) are one value: sympy
+        # splits 1/(a·b) into a**-1 · b**-1, which would count the one division twice
+        index_only = sum(1 for a in factors if _is_index_expr(a))
+        return inner + max(len(factors) - index_only + min(index_only, 1) - 1, 0)
     if isinstance(expr, sympy.Pow):
         base, exp = args
         if exp == -1:

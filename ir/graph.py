@@ -51,7 +51,7 @@ def _freeze(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
     if isinstance(value, np.ndarray):
-        return tuple(_freeze(v) for v in value.tolist())
+        return value.item() if value.ndim == 0 else tuple(_freeze(v) for v in value.tolist())
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, dict):

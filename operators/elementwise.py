@@ -149,6 +149,9 @@ BINARY = {
 def _binary_infer(name):
     def infer(attrs, in_types):
         dtype = same_dtype(in_types, name)
+        if name == "div" and not dtype.startswith("float"):
+            # integer division truncates (ONNX) or floors (Python); the instruction's x / y is a true division
+            raise ValueError(f"div: inputs of dtype {dtype} are not supported yet (floating-point only)")
         return TensorType(broadcast_shapes(in_types[0].shape, in_types[1].shape, name), dtype)
     return infer
 

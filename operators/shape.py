@@ -160,7 +160,7 @@ def _flatten_shape(attrs, x):
     axis = int(attrs.get("axis", 1))
     if not -rank <= axis <= rank:
         raise ValueError(f"flatten: axis {axis} out of range for rank {rank}")
-    axis %= rank + 1
+    axis += rank if axis < 0 else 0  # ONNX Flatten: a negative axis counts from the end, -1 is the last dim
     return (_prod(x.shape[:axis]), _prod(x.shape[axis:]))
 
 
@@ -183,7 +183,8 @@ def flatten_onnx(attrs, ins, out, ctx):
     from onnx import helper
 
     rank = len(ctx.shape(ins[0]))
-    return [helper.make_node("Flatten", list(ins), [out], axis=int(attrs.get("axis", 1)) % (rank + 1))]
+    axis = int(attrs.get("axis", 1))
+    return [helper.make_node("Flatten", list(ins), [out], axis=axis + rank if axis < 0 else axis)]
 
 
 register_op(OpDef(

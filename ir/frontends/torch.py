@@ -112,6 +112,13 @@ def _check_shape(imp: Importer, node: fx.Node, value: Any) -> None:
     for v, m in pairs:
         if isinstance(v, str) and isinstance(m, torch.Tensor) and imp.shape(v) != tuple(m.shape):
             raise _Unsupported(f"converted shape {imp.shape(v)} differs from torch's {tuple(m.shape)}")
+        if isinstance(v, str) and isinstance(m, torch.Tensor):
+            want = str(m.dtype).removeprefix("torch.")
+            want = "float32" if want == "float64" else want  # doubles are imported as float32
+            got = imp.b.type_of(v).dtype
+            if got != want:  # e.g. int64 · 0.5, which torch promotes to float32
+                raise _Unsupported(f"converted dtype {got} differs from torch's {want} (type promotion between "
+                                   "integer and floating-point values is not supported yet)")
 
 
 def _label(target: Any) -> str:

@@ -202,3 +202,16 @@ def test_peak_memory_keeps_outputs_and_frees_dead_values():
     g = b.build([a, c])
     # start {x, unused} 1280 → relu {x, a} 2048 → exp {x, a, e} 3072 → x dies → sigmoid {a, c} 2048
     assert peak_memory(g) == MemoryEstimate(0, 3072)
+
+
+def test_a_padded_average_pools_division_counts_once():
+    # 1/(window rows · window cols) is one division: sympy's a**-1 · b**-1 must not count two
+    from ir.analysis import graph_cost
+    from ir.graph import GraphBuilder
+
+    b = GraphBuilder("pool")
+    x = b.input("x", (1, 2, 10, 10))
+    y = b.op("avgpool", x, kernel=(3, 3), strides=(1, 1), pads=(1, 1, 1, 1), count_include_pad=0)
+    g = b.build([y])
+    outputs = 2 * 10 * 10
+    assert graph_cost(g).flops == outputs * 9 + outputs  # 9 reduction combines and one division per output

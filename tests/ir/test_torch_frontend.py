@@ -284,3 +284,16 @@ def test_export_failure_is_one_line():
             return -x
 
     assert _one_line_error(DataDependent(), torch.randn(3)).startswith("DataDependent: torch.export failed: ")
+
+
+def test_integer_inputs_promoted_to_float_are_refused_not_truncated():
+    # x · 0.5 on int64 is float32 in torch; imported as int64 · int64(0) it gave zeros
+    import nacos
+    from ir.frontends import ModelImportError
+
+    class Half(torch.nn.Module):
+        def forward(self, x):
+            return x * 0.5
+
+    with pytest.raises(ModelImportError, match="dtype int64 differs from torch's float32"):
+        nacos.load(Half(), (torch.arange(6).reshape(2, 3),))

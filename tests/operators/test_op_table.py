@@ -323,3 +323,26 @@ def test_instructions_read_naturally():
     # no padding, no overhang: average pool divides by the constant window size
     assert text("avgpool", _pool((2, 2), (2, 2), (0, 0, 0, 0)), (T((1, 1, 4, 4)),)).endswith(
         "Y[n, c, o0, o1] = S[n, c, o0, o1]/4   for n<1, c<1, o0<2, o1<2")
+
+
+def test_flatten_with_a_negative_axis_follows_onnx():
+    from ir.graph import GraphBuilder
+
+    b = GraphBuilder("f")
+    x = b.input("x", (2, 3, 4, 5))
+    shapes = [b.type_of(b.op("flatten", x, axis=a)).shape for a in (-1, -4, 0, 4)]
+    assert shapes == [(24, 5), (1, 120), (1, 120), (120, 1)]
+
+
+def test_integer_division_is_refused_and_zero_d_array_attributes_are_scalars():
+    import numpy as np
+
+    from ir.graph import GraphBuilder
+
+    b = GraphBuilder("d")
+    x = b.input("x", (1, 4), "int64")
+    with pytest.raises(ValueError, match="div: inputs of dtype int64 are not supported"):
+        b.op("div", x, b.constant(np.full((1, 4), 2, np.int64), "two"))
+    y = b.input("y", (1, 4))
+    clipped = b.op("clip", y, min=np.array(0.0), max=np.array(6.0))  # a TypeError before
+    assert b.build([clipped]).node(clipped).attr("min") == 0.0

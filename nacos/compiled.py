@@ -154,12 +154,21 @@ class Compiled:
             raise RuntimeError("this model has no library to export")
         path.mkdir(parents=True, exist_ok=True)
         lib = path / LIBRARY
-        if source is not None:  # loaded from an artifact: its library is the one to write
-            if not (lib.exists() and lib.samefile(source)):
-                shutil.copyfile(source, lib)
-        else:
-            with _quiet_vm_log():
-                self._module.export_library(str(lib))
+        # written under another name, then renamed over: a library this process (or another) has loaded keeps its
+        # file, where writing into it would change the code under the running model (SIGBUS, a crash at exit)
+        tmp = path / f".{LIBRARY}.{os.getpid()}.tmp.so"
+        try:
+            if source is not None:  # loaded from an artifact: its library is the one to write
+                if not (lib.exists() and lib.samefile(source)):
+                    shutil.copyfile(source, tmp)
+                    os.replace(tmp, lib)
+            else:
+                with _quiet_vm_log():
+                    self._module.export_library(str(tmp))
+                os.replace(tmp, lib)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
         meta = {
             "version": ARTIFACT_VERSION,
             "name": self.name,

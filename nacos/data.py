@@ -117,6 +117,9 @@ def _three_way(name, x, y, classes, seed, val_fraction, test_fraction) -> Datase
     rest, test = _split_indices(y, test_fraction, seed)
     tr, va = _split_indices(y[rest], val_fraction / max(1e-9, 1 - test_fraction), seed + 1)
     tr, va = rest[tr], rest[va]
+    if 0 in (len(tr), len(va), len(test)):
+        raise DatasetError(f"{name}: {len(y)} images are too few for a train/validation/test split "
+                           f"({len(tr)}/{len(va)}/{len(test)}); give at least 3 per class")
     return _finish(name, x[tr], y[tr], x[va], y[va], x[test], y[test], classes)
 
 
@@ -196,9 +199,12 @@ def load_folder(root: str | os.PathLike, size: tuple[int, int] | None = None, ch
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"folder: {root} is not a directory (expected {root}/<class>/<images>)")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    files = [(f, k) for k, c in enumerate(classes) for f in sorted((root / c).iterdir())
-             if f.suffix.lower() in IMAGE_SUFFIXES]
+    def images_in(folder: Path) -> list[Path]:
+        return [f for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
+
+    # hidden folders (.ipynb_checkpoints, .git) and folders without images are not classes
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and images_in(p))
+    files = [(f, k) for k, c in enumerate(classes) for f in images_in(root / c)]
     if len(classes) < 2 or not files:
         raise DatasetError(f"folder: {root} needs 2+ class subdirectories holding images "
                            f"({', '.join(IMAGE_SUFFIXES)}); found {len(classes)} classes, {len(files)} images")
@@ -215,11 +221,22 @@ def load_folder(root: str | os.PathLike, size: tuple[int, int] | None = None, ch
     if mode is None:
         raise DatasetError(f"folder: channels must be 1 or 3, got {channels}")
     w, h = (size[1], size[0]) if size else images[0].size
-    x = np.stack([np.asarray(im.convert(mode).resize((w, h), Image.BILINEAR), np.float32) / 255.0
-                  for im in images])
+    x = np.stack([_pixels(im, mode, (w, h)) for im in images])
     x = x[:, None] if channels == 1 else x.transpose(0, 3, 1, 2)
     y = np.array([k for _, k in files], np.int64)
     return _three_way(root.name, x, y, classes, seed, val_fraction, test_fraction)
+
+
+def _pixels(im, mode: str, size: tuple[int, int]) -> np.ndarray:
+    """An image as float32 in [0, 1], resized. 16-bit and float grayscale keep their range (PIL's convert("L")
+    clips them to 255: a 16-bit scan would come out white)."""
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(im, np.float32) / (1.0 if im.mode == "F" else 65535.0)  # 16-bit PNGs open as I;16 or I
+        g = np.asarray(Image.fromarray(a, mode="F").resize(size, Image.BILINEAR), np.float32)
+        return g if mode == "L" else np.repeat(g[..., None], 3, axis=2)
+    return np.asarray(im.convert(mode).resize(size, Image.BILINEAR), np.float32) / 255.0
 
 
 def load_npz(path: str | os.PathLike, seed: int = 0, val_fraction: float = 0.1,
@@ -243,6 +260,9 @@ def load_npz(path: str | os.PathLike, seed: int = 0, val_fraction: float = 0.1,
         x = x[:, None]
     elif x.ndim == 4 and x.shape[1] not in (1, 3) and x.shape[3] in (1, 3):
         x = x.transpose(0, 3, 1, 2)
+    elif x.ndim == 4 and x.shape[1] not in (1, 3):  # neither axis is 1 (gray) or 3 (RGB) channels: e.g. RGBA
+        raise DatasetError(f"npz: {path}: x{list(x.shape)} has no axis of 1 or 3 channels (N×C×H×W or "
+                           "N×H×W×C, C ∈ {1, 3}); drop the alpha channel of RGBA images")
     if x.ndim != 4 or y.ndim != 1 or len(x) != len(y) or not np.issubdtype(y.dtype, np.integer):
         raise DatasetError(f"npz: {path}: expected x of N×H×W or N×C×H×W and integer y of N, got x{list(x.shape)} "
                            f"{x.dtype} and y{list(y.shape)} {y.dtype}")

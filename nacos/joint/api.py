@@ -11,9 +11,10 @@ schedules, then tuning of its front) with the same wall budget, in its own datab
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,15 +46,26 @@ def _validate(cfg: OptimizeConfig) -> None:
     if str(cfg.dataset) not in data.available() and not Path(str(cfg.dataset)).exists():
         raise OptimizeError(f"unknown dataset {cfg.dataset!r}; available: {', '.join(data.available())} "
                             "(or a folder of class folders / an .npz file)")
+    if str(cfg.dataset) in ("folder", "npz") and not Path(str(cfg.dataset)).exists():
+        raise OptimizeError(f"dataset {cfg.dataset!r}: give the path of the folder of class folders or of the .npz")
     for name in ("budget_minutes", "latency_max_ms", "memory_max_mb"):
         value = getattr(cfg, name)
-        if value is not None and value <= 0:
-            raise OptimizeError(f"{name} must be > 0, got {value}")
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise OptimizeError(f"{name} must be a number > 0, got {value}")
     if cfg.population < 4:
         raise OptimizeError(f"population must be ≥ 4, got {cfg.population}")
+    for name in ("epochs", "measure_per_generation", "menu_size"):
+        if getattr(cfg, name) < 1:
+            raise OptimizeError(f"{name} must be ≥ 1, got {getattr(cfg, name)}")
+    for name in ("slots", "tune_trials", "top_kernels"):
+        if getattr(cfg, name) < 0:
+            raise OptimizeError(f"{name} cannot be negative, got {getattr(cfg, name)}")
 
 
-def _prepare_out(out: Path, resume: bool, force: bool) -> None:
+def _check_out(out: Path, resume: bool, force: bool) -> bool:
+    """Whether ``out`` holds a run; errors for what cannot be done there. Writes nothing."""
+    if out.exists() and not out.is_dir():
+        raise OptimizeError(f"{out} exists and is not a folder")
     has_run = (out / DB_NAME).exists() or (out / "checkpoint.pkl").exists()
     if resume and not has_run:
         raise OptimizeError(f"{out}: nothing to resume (no {DB_NAME} there)")
@@ -64,8 +76,21 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
         if out.resolve() == cwd or out.resolve() in cwd.parents:
             raise OptimizeError(f"{out} is the current folder or one above it: --force would delete it; "
                                 "give the run a folder of its own")
+    return has_run
+
+
+def _prepare_out(out: Path, resume: bool, force: bool) -> None:
+    if _check_out(out, resume, force) and not resume:
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OptimizeError(f"{out}: cannot create the folder ({e.strerror or e})") from None
+
+
+def _absolute(path: str | None) -> str | None:
+    """A path as the saved configuration keeps it: absolute, so ``--resume`` works from any folder."""
+    return str(Path(path).resolve()) if path is not None and Path(path).exists() else path
 
 
 def _load_space(cfg: OptimizeConfig, dataset):
@@ -78,8 +103,20 @@ def _load_space(cfg: OptimizeConfig, dataset):
     from nacos.spaces import from_model
 
     graph = nacos.load(cfg.model)
-    space = from_model(graph)
+    try:
+        space = from_model(graph)
+    except ValueError as e:  # e.g. no operator of the model has a rewrite
+        raise OptimizeError(f"--model {cfg.model}: {e}") from None
     return space, graph
+
+
+def _check_fit(space, ds) -> None:
+    """The space's networks must take the dataset's images and give its classes: fail now, not mid-search."""
+    try:
+        space.to_graph(space.original(), ds.input_shape, ds.num_classes)
+    except ValueError as e:
+        raise OptimizeError(f"dataset {ds.name} ({ds.num_classes} classes of {ds.input_shape}) does not fit: "
+                            f"{e}") from None
 
 
 def optimize(space: str = "hyt", dataset: str = "digits", *, out: str | Path = "nacos-optimize",
@@ -100,17 +137,24 @@ def optimize(space: str = "hyt", dataset: str = "digits", *, out: str | Path = "
         raise OptimizeError(f"unknown options {sorted(unknown)}")
     cfg = OptimizeConfig(space=space, dataset=str(dataset), **options)
     _validate(cfg)
-    _prepare_out(out, resume, force)
-    store = RunStore(str(out / DB_NAME), "joint")
-    saved = store.get_meta("config")
-    if resume and saved:
-        cfg = OptimizeConfig(**saved)  # a resumed run keeps its configuration
+    # everything that can be wrong is checked before the folder is touched: a failed start leaves no run behind
+    if _check_out(out, resume, force) and resume:
+        store = RunStore(str(out / DB_NAME), "joint")
+        saved = store.get_meta("config")
+        store.close()
+        if saved:
+            cfg = OptimizeConfig(**saved)  # a resumed run keeps its configuration
     else:
-        store.set_meta("config", cfg.as_dict())
-    store.close()
-
+        cfg = replace(cfg, dataset=_absolute(cfg.dataset), model=_absolute(cfg.model))
     ds = data_mod.load(cfg.dataset)
     space_obj, teacher = _load_space(cfg, ds)
+    if cfg.model is not None:  # a model takes one input shape and gives its classes (the named spaces adapt)
+        _check_fit(space_obj, ds)
+    _prepare_out(out, resume, force)
+    store = RunStore(str(out / DB_NAME), "joint")
+    if not (resume and store.get_meta("config")):
+        store.set_meta("config", cfg.as_dict())
+    store.close()
     show = SearchProgress(cfg.budget_minutes * 60, enabled=progress, on_event=on_event)
     payload = _run_joint(cfg, out, ds, space_obj, teacher, show)
     if cfg.baseline:
@@ -141,6 +185,7 @@ def finish(ctx: RunContext, method: str, generations: int, show, rows: list[dict
     rows = rows if rows is not None else ctx.store.measured()
     front, violations = final_front(rows, cfg.latency_max_ms, cfg.memory_max_mb)
     front_ids = {r["id"] for r in front}
+    keep = front_ids | {m["id"] for m in (violations or {}).get("closest", [])}  # the report links to these
     stop_at = time.time() + (final_seconds if cfg.compare_default else 0.0)
     for r in front:
         if r.get("latency_default_ms") is None and time.time() < stop_at:
@@ -149,14 +194,14 @@ def finish(ctx: RunContext, method: str, generations: int, show, rows: list[dict
             ctx.store.add_measured(r["key"], r)
     for r in rows:
         r["front"] = r["id"] in front_ids
-        if not r["front"] and r.get("artifact"):
+        if r["id"] not in keep and r.get("artifact"):
             ctx.measurer.remove_artifact(r["id"])
             r["artifact"] = r["onnx"] = None
             ctx.store.add_measured(r["key"], r)  # a resumed run must not point at the removed folder
     stats = {"evaluations": ctx.store.evaluations(), "generations": generations,
              "measured": sum(1 for r in rows if r.get("latency_ms")), "failed": sum(1 for r in rows if r.get("error")),
              "kernel_measurements": ctx.db.count(), "seconds": round(ctx.elapsed(), 1),
-             "training_seconds": round(ctx.oracle.seconds, 1), "latency_model": latency_model_quality(rows),
+             "training_seconds": round(ctx.store.training_seconds(), 1), "latency_model": latency_model_quality(rows),
              "calibration": {"a": ctx.evaluator.calibration.a, "b_us": ctx.evaluator.calibration.b * 1e6}}
     return {"version": 1, "method": method, "config": {**cfg.as_dict(), "target": ctx.target.name,
                                                         "target_key": ctx.tkey},

@@ -109,7 +109,9 @@ def plot_pareto(payload: dict, path: str | Path) -> Path:
     lats: list[float] = []
 
     def draw(run: dict, color: str, label: str, light: str) -> None:
-        pts = [m for m in run.get("measured", []) if not m.get("front")]
+        # a failed measurement has no latency or accuracy to draw
+        ok = [m for m in run.get("measured", []) if m.get("latency_ms") is not None and m.get("accuracy") is not None]
+        pts = [m for m in ok if not m.get("front")]
         if pts:
             ax.scatter([m["latency_ms"] for m in pts], [m["accuracy"] * 100 for m in pts], s=14, color=light,
                        alpha=0.6, label=f"{label}: measured ({len(run['measured'])})", zorder=1)
@@ -125,7 +127,7 @@ def plot_pareto(payload: dict, path: str | Path) -> Path:
                 for m in front:
                     ax.annotate(m["id"], (m["latency_ms"], m["accuracy"] * 100), xytext=(4, -10),
                                 textcoords="offset points", fontsize=7, color=color)
-        lats.extend(m["latency_ms"] for m in [*run.get("measured", []), *front])
+        lats.extend(m["latency_ms"] for m in [*ok, *front])
 
     if payload.get("baseline"):
         draw(payload["baseline"], BASELINE_COLOR, "two-stage", "#aec7e8")
@@ -282,10 +284,21 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
+def _finite(x: Any) -> Any:
+    """NaN and infinities as null: they are not JSON, and strict readers reject the file."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x
+
+
 def write_outputs(payload: dict, out_dir: str | Path) -> list[Path]:
     """pareto.json, pareto.png and report.md in ``out_dir`` (created if needed); returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "pareto.json", "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=1, default=_jsonable)
+        json.dump(_finite(json.loads(json.dumps(payload, default=_jsonable))), f, indent=1, allow_nan=False)
     return [out / "pareto.json", plot_pareto(payload, out / "pareto.png"), write_report(payload, out / "report.md")]

@@ -64,7 +64,7 @@ class Result:
         return self.payload.get("baseline")
 
     def best(self, latency_max_ms: float | None = None, memory_max_mb: float | None = None) -> Member | None:
-        """The most accurate front member within the limits (None if none is)."""
+        """The front member with the best validation accuracy within the limits (None if none is)."""
         found = best_within(self.payload["pareto"], latency_max_ms, memory_max_mb)
         return Member(found, self.out) if found is not None else None
 
@@ -88,9 +88,13 @@ def within(row: dict, latency_max_ms: float | None, memory_max_mb: float | None)
 
 def best_within(members: Sequence[dict], latency_max_ms: float | None = None, memory_max_mb: float | None = None
                 ) -> dict | None:
-    """The most accurate of ``members`` within the budgets (ties: the faster one); None if none is."""
+    """The member with the best *validation* accuracy within the budgets (ties: the faster one); None if none
+    is. Test accuracy is reported, never selected on."""
     fits = [m for m in members if within(m, latency_max_ms, memory_max_mb)]
-    return max(fits, key=lambda m: (m["accuracy"], -m["latency_ms"]), default=None)
+
+    def score(m: dict) -> float:
+        return m["val_accuracy"] if m.get("val_accuracy") is not None else m["accuracy"]
+    return max(fits, key=lambda m: (score(m), -m["latency_ms"]), default=None)
 
 
 def violation(row: dict, latency_max_ms: float | None, memory_max_mb: float | None) -> float:

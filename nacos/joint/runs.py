@@ -7,12 +7,16 @@ measurer; ``close()`` releases the workers and the database.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from nacos.joint.genome import DEFAULT, TUNED, JointGenome
+
+
+ELAPSED_SAVE_S = 5.0  # how often a search saves the wall time it has used
 
 
 @dataclass(frozen=True)
@@ -103,9 +107,28 @@ class RunContext:
 
         loop = SearchLoop(self.genome, self.evaluator, self.measurer, self.store, self.out, self.cfg.population,
                           self.cfg.measure_per_generation, self.cfg.seed, deadline, on_progress)
-        state = loop.run(load_checkpoint(self.out))
+        # a generation's trainings run long between progress events: the clock is saved every few seconds too,
+        # so a run killed mid-generation does not give its resumption that time again
+        stop = threading.Event()
+        clock = threading.Thread(target=self._save_elapsed_every, args=(ELAPSED_SAVE_S, stop), daemon=True)
+        clock.start()
+        try:
+            state = loop.run(load_checkpoint(self.out))
+        finally:
+            stop.set()
+            clock.join()
         self.save_elapsed()
         return state
+
+    def _save_elapsed_every(self, seconds: float, stop: threading.Event) -> None:
+        from nacos.joint.store import RunStore
+
+        store = RunStore(self.store.path, self.run)  # a connection of this thread's own
+        try:
+            while not stop.wait(seconds):
+                store.set_meta("elapsed", self.elapsed())
+        finally:
+            store.close()
 
     def close(self) -> None:
         for part in (self._builder, self._runner):

@@ -45,6 +45,10 @@ class RunStore:
         self._conn.executescript(_SCHEMA)
         self._conn.commit()
 
+    def training_seconds(self) -> float:
+        """Seconds spent training, by every process of the run (a resumed one included)."""
+        return float(self._conn.execute("SELECT COALESCE(SUM(seconds), 0) FROM opt_accuracy").fetchone()[0])
+
     # ---- meta ----------------------------------------------------------------------------------------------
     def get_meta(self, key: str, default: Any = None) -> Any:
         row = self._conn.execute("SELECT value FROM opt_meta WHERE run = ? AND key = ?", (self.run, key)).fetchone()

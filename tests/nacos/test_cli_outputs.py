@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -130,17 +131,22 @@ def test_a_loaded_artifact_exports_again_and_a_damaged_one_is_refused(tiny, tmp_
     first = nacos.compile(graph).export(tmp_path / "a")
     again = nacos.Compiled.load(first).export(tmp_path / "b")  # used to fail: "does not support SaveToBytes"
     np.testing.assert_allclose(nacos.Compiled.load(again)(x)[0], nacos.Compiled.load(first)(x)[0])
-    lib = again / "model.so"
+    damaged = tmp_path / "c"  # a copy no model of this process has loaded (changing a loaded library crashes)
+    shutil.copytree(again, damaged)
+    lib = damaged / "model.so"
     lib.write_bytes(lib.read_bytes()[: lib.stat().st_size // 2])  # truncated: loading it raised SIGBUS
     with pytest.raises(ValueError, match="damaged"):
-        nacos.Compiled.load(again)
-    (first / "nacos.json").write_text("[1, 2]")
+        nacos.Compiled.load(damaged)
+    (damaged / "nacos.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="not a valid nacos artifact"):
-        nacos.Compiled.load(first)
-    meta = {"version": 1}
-    (first / "nacos.json").write_text(json.dumps(meta))
+        nacos.Compiled.load(damaged)
+    (damaged / "nacos.json").write_text(json.dumps({"version": 1}))
     with pytest.raises(ValueError, match="lacks"):
-        nacos.Compiled.load(first)
+        nacos.Compiled.load(damaged)
+    # exporting over a folder whose library this process runs replaces the file, never rewrites it in place
+    reloaded = nacos.Compiled.load(first)
+    nacos.compile(graph).export(first)
+    np.testing.assert_allclose(reloaded(x)[0], nacos.Compiled.load(first)(x)[0], rtol=1e-5)
 
 
 def test_optimize_force_never_deletes_the_current_folder(tmp_path, monkeypatch):

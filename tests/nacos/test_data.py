@@ -133,3 +133,27 @@ def test_folder_of_images(tmp_path):
     assert resized.input_shape == (1, 3, 8, 8)
     with pytest.raises(DatasetError, match="2\\+ class subdirectories"):
         data.load("folder", root=tmp_path / "cat")
+
+
+def test_folder_skips_hidden_and_empty_folders_and_keeps_16_bit_range(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k, cls in enumerate(["a", "b"]):
+        (tmp_path / cls).mkdir()
+        for i in range(6):
+            pixels = (rng.random((8, 8)) * 20000 + 20000 * k + 1000).astype(np.uint16)  # 16-bit scans
+            Image.fromarray(pixels).save(tmp_path / cls / f"{i}.png")
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "empty").mkdir()
+    ds = data.load(tmp_path)
+    assert ds.classes == ("a", "b")
+    raw = ds.train.x * np.array(ds.std).reshape(1, -1, 1, 1) + np.array(ds.mean).reshape(1, -1, 1, 1)
+    assert 0.0 < raw.min() and raw.max() < 1.0 and raw.std() > 0.05  # not clipped to white by convert("L")
+
+
+def test_npz_without_a_channel_axis_of_1_or_3_is_refused(tmp_path):
+    path = tmp_path / "rgba.npz"
+    np.savez(path, x=np.zeros((12, 16, 16, 4), np.uint8), y=np.arange(12) % 2)
+    with pytest.raises(DatasetError, match="no axis of 1 or 3 channels"):
+        data.load(str(path))

@@ -163,8 +163,14 @@ def test_targets_registry_names_the_valid_ones():
     ({"target": "tpu"}, "unknown target 'tpu'; available:"),
     ({"target": "rpc"}, "not supported yet"),
     ({"dataset": "mnist-but-not"}, "unknown dataset"),
-    ({"budget_minutes": 0}, "budget_minutes must be > 0"),
-    ({"latency_max_ms": -1}, "latency_max_ms must be > 0"),
+    ({"budget_minutes": 0}, "budget_minutes must be a number > 0"),
+    ({"latency_max_ms": -1}, "latency_max_ms must be a number > 0"),
+    ({"latency_max_ms": float("nan")}, "latency_max_ms must be a number > 0"),
+    ({"budget_minutes": float("inf")}, "budget_minutes must be a number > 0"),
+    ({"epochs": 0}, "epochs must be ≥ 1"),
+    ({"measure_per_generation": 0}, "measure_per_generation must be ≥ 1"),
+    ({"slots": -1}, "slots cannot be negative"),
+    ({"dataset": "folder"}, "give the path"),
     ({"fidelity": "guess"}, "unknown fidelity"),
     ({"colour": "red"}, "unknown options"),
 ])
@@ -186,3 +192,57 @@ def test_optimize_refuses_to_mix_runs(tmp_path):
     (tmp_path / "nacos.db").write_bytes(b"")
     with pytest.raises(OptimizeError, match="--resume continues it, --force starts over"):
         nacos.optimize(out=tmp_path)
+
+
+def test_a_dataset_or_model_that_does_not_fit_leaves_no_run_behind(tmp_path):
+    import numpy as np
+    import torch
+
+    import nacos
+    from nacos.data import DatasetError
+    from nacos.joint.api import OptimizeError
+    from tests.conftest import export_onnx
+
+    tiny = tmp_path / "tiny.npz"  # 2 images a class: no validation or test split
+    np.savez(tiny, x=np.zeros((4, 8, 8), np.float32), y=np.array([0, 0, 1, 1]))
+    with pytest.raises(DatasetError, match="too few"):
+        nacos.optimize(out=tmp_path / "a", dataset=str(tiny))
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 3),
+                              torch.nn.Flatten(), torch.nn.Linear(16 * 4 * 4, 5)).eval()
+    model = tmp_path / "m.onnx"
+    export_onnx(net, (torch.randn(1, 3, 8, 8),), model)
+    with pytest.raises(OptimizeError, match="does not fit"):  # digits: 1×16×16 images of 10 classes
+        nacos.optimize(out=tmp_path / "b", model=str(model))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_best_is_chosen_on_validation_accuracy_not_test():
+    from nacos.joint.result import best_within
+
+    a = dict(_row(0, 0.9, 0.1, 1), val_accuracy=0.6)  # best on test, worse on validation
+    b = dict(_row(1, 0.8, 0.1, 1), val_accuracy=0.7)
+    assert best_within([a, b])["id"] == "c0001"
+
+
+def test_the_clock_of_a_search_is_saved_while_it_trains(tmp_path):
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from nacos.joint.runs import RunContext
+    from nacos.joint.store import RunStore
+
+    store = RunStore(str(tmp_path / "s.db"), "joint")
+    started = time.time()
+    ctx = SimpleNamespace(store=store, run="joint", elapsed=lambda: 100.0 + time.time() - started)
+    stop = threading.Event()
+    clock = threading.Thread(target=RunContext._save_elapsed_every, args=(ctx, 0.05, stop))
+    clock.start()
+    try:
+        deadline = time.time() + 10
+        while store.get_meta("elapsed") is None and time.time() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        clock.join()
+    assert store.get_meta("elapsed") >= 100.0  # a kill now loses at most one period of the clock

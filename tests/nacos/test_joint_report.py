@@ -113,3 +113,15 @@ def test_empty_front_and_numpy_values(tmp_path):
     assert paths[1].read_bytes()[:8] == PNG_MAGIC
     assert json.loads(paths[0].read_text())["stats"]["seconds"] == 12.5
     assert "front is empty" in paths[2].read_text()
+
+
+def test_a_failed_measurement_and_a_nan_are_drawn_and_written_safely(tmp_path):
+    payload = make_payload()
+    failed = dict(member(6, 0.0, 0.0, False), latency_ms=None, accuracy=None, val_accuracy=None,
+                  error="build: failed")
+    payload["measured"].append(failed)  # its None latency crashed the plot, and every --resume with it
+    payload["stats"]["latency_model"]["kendall_tau"] = float("nan")
+    paths = write_outputs(payload, tmp_path)
+    saved = json.loads(paths[0].read_text(), parse_constant=lambda c: pytest.fail(f"{c} in pareto.json"))
+    assert saved["stats"]["latency_model"]["kendall_tau"] is None
+    assert paths[1].read_bytes()[:8] == PNG_MAGIC and paths[2].is_file()

@@ -148,7 +148,6 @@ def add_arguments(s) -> None:
 
 
 def cmd_gos(args) -> int:
-    import json
 
     from nacos.cli import UsageError, _console, _load, open_db
     from nacos.data import DatasetError
@@ -157,6 +156,8 @@ def cmd_gos(args) -> int:
     for name in ("generations", "population", "max_ops", "rounds"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.finetune_steps is not None and args.finetune_steps < 1:  # no step: no validation accuracy to rank by
+        raise UsageError("--finetune-steps must be at least 1")
     graph = _load(args)
     out = check_output(args.output, args.force, [args.model, args.dataset] + ([args.db] if args.db else []))
     if args.db:
@@ -175,8 +176,9 @@ def cmd_gos(args) -> int:
         raise
     p = run.payload
     if args.json:
-        print(json.dumps({k: p[k] for k in ("graph", "dataset", "timing", "original", "pareto")}, indent=2,
-                         default=str))
+        from nacos.jsonsafe import dumps
+
+        print(dumps({k: p[k] for k in ("graph", "dataset", "timing", "original", "pareto")}, indent=2))
         return 0
     orig = p["original"]
     print(f"{p['graph']}: original test accuracy {orig['test_accuracy']:.3f}; {len(p['pareto'])} Pareto members "
@@ -192,7 +194,7 @@ def cmd_ops_analyze(args) -> int:
     import json
 
     from nacos.cli import UsageError, _console, _fmt, _load, open_db
-    from operators.gos.analyze import analyze
+    from operators.gos.analysis import analyze
 
     if not args.model:
         raise UsageError("ops analyze needs a model: nacos ops analyze MODEL.onnx")

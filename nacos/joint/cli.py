@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -61,8 +60,9 @@ def cmd_optimize(args) -> int:
         raise UsageError(str(e)) from None
     p = result.payload
     if args.json:
-        print(json.dumps({k: p[k] for k in ("method", "stats", "pareto", "budget_violations")}, indent=1,
-                         default=str))
+        from nacos.jsonsafe import dumps
+
+        print(dumps({k: p[k] for k in ("method", "stats", "pareto", "budget_violations")}, indent=1))
     else:
         st = p["stats"]
         print(f"{st['evaluations']} evaluations, {st['measured']} networks measured, {st['generations']} "

@@ -284,21 +284,11 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
-def _finite(x: Any) -> Any:
-    """NaN and infinities as null: they are not JSON, and strict readers reject the file."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_finite(v) for v in x]
-    return x
-
-
 def write_outputs(payload: dict, out_dir: str | Path) -> list[Path]:
     """pareto.json, pareto.png and report.md in ``out_dir`` (created if needed); returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "pareto.json", "w", encoding="utf-8") as f:
-        json.dump(_finite(json.loads(json.dumps(payload, default=_jsonable))), f, indent=1, allow_nan=False)
+    from nacos.jsonsafe import dumps
+
+    (out / "pareto.json").write_text(dumps(payload, default=_jsonable, indent=1), encoding="utf-8")
     return [out / "pareto.json", plot_pareto(payload, out / "pareto.png"), write_report(payload, out / "report.md")]

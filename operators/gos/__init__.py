@@ -31,8 +31,8 @@ from operators.gos.space import Candidate, candidates, node_candidates
 
 
 def analyze(graph, **kwargs):
-    """Operators ranked by their share of latency; see :func:`operators.gos.analyze.analyze`."""
-    from operators.gos.analyze import analyze as _analyze
+    """Operators ranked by their share of latency; see :func:`operators.gos.analysis.analyze`."""
+    from operators.gos.analysis import analyze as _analyze
 
     return _analyze(graph, **kwargs)
 

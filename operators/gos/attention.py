@@ -45,7 +45,11 @@ def match_attention(graph: Graph, node: Node) -> AttentionMatch | None:
         return None
     nodes, users = graph.node_map, graph.consumers()
     soft = nodes[node.inputs[0]]
-    if soft.op != "softmax" or soft.attr("axis") != len(soft.shape) - 1 or not _private(graph, users, soft.name):
+    if soft.op != "softmax":
+        return None
+    rank = len(soft.shape)
+    axis = soft.attr("axis", -1)  # the IR's default, and a negative axis, count from the end
+    if (axis + rank if axis < 0 else axis) != rank - 1 or not _private(graph, users, soft.name):
         return None
     scores = nodes[soft.inputs[0]]
     chain = [soft.name]

@@ -11,7 +11,6 @@ in interleaved rounds (the machine is shared and noisy: absolute times drift, ra
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -154,5 +153,7 @@ def render_markdown(payload: dict, effects: Mapping[str, list[OpEffect]]) -> str
 def write_report(out: Path, payload: dict, effects: Mapping[str, list[OpEffect]]) -> None:
     payload = dict(payload)
     payload["effects"] = {k: [asdict(e) for e in v] for k, v in effects.items()}
-    (out / "pareto.json").write_text(json.dumps(payload, indent=2, default=str))
+    from nacos.jsonsafe import dumps
+
+    (out / "pareto.json").write_text(dumps(payload, indent=2))  # a failed candidate's latency is inf: null
     (out / "report.md").write_text(render_markdown(payload, effects))

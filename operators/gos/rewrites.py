@@ -71,7 +71,15 @@ def _group(em, v, arg):
 
 def _dwsep(em, v, arg):
     full = min(v.out_channels, v.kernel_points)
-    return prim.factor_depthwise(em, v, full if arg == "full" else int(arg))
+    if arg == "full":
+        return prim.factor_depthwise(em, v, full)
+    try:
+        multiplier = float(arg)
+    except ValueError:
+        multiplier = 0.0
+    if multiplier < 1 or multiplier != int(multiplier):  # int("0.5") would be a 0-channel depthwise conv
+        raise RewriteError(f"dwsep:{arg}: the channel multiplier must be a whole number ≥ 1 (or 'full')")
+    return prim.factor_depthwise(em, v, int(multiplier))
 
 
 def _spatial(em, v, arg):

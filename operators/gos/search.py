@@ -1,7 +1,7 @@
 """The GOS search: which costly ops to replace, and by which rewrite — NSGA-II over accuracy and latency.
 
 Genes: one per candidate op (the costliest replaceable kernels by measured share, see
-:mod:`operators.gos.analyze`), an integer choosing ``keep`` or one of the op's candidate rewrites. pymoo's NSGA-II
+:mod:`operators.gos.analysis`), an integer choosing ``keep`` or one of the op's candidate rewrites. pymoo's NSGA-II
 is driven ask/tell, so this loop owns evaluation and its cache (keyed by the choices). Evaluating a genome:
 
 1. apply the rewrites (weights transferred by decomposition), calibrate each replaced op's output per channel
@@ -127,7 +127,7 @@ class GOSSearch:
         self.cache: dict[tuple, Evaluation] = {}
         self.graphs: dict[str, Graph] = {}
         self.genes: list[tuple[str, tuple[str, ...]]] = []
-        self.analysis = None   # the operators.gos.analyze.Analysis the genes came from
+        self.analysis = None   # the operators.gos.analysis.Analysis the genes came from
 
     # ---- evaluation ------------------------------------------------------------------------------------------
     def _accuracy(self, graph: Graph, split: str) -> float:
@@ -185,7 +185,7 @@ class GOSSearch:
 
     # ---- the search --------------------------------------------------------------------------------------------
     def choose_genes(self) -> list[tuple[str, tuple[str, ...]]]:
-        from operators.gos.analyze import analyze
+        from operators.gos.analysis import analyze
 
         cfg = self.config
         report = analyze(self.graph, latency=self.latency, max_per_op=cfg.max_per_op, depth=cfg.depth,

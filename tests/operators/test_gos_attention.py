@@ -18,11 +18,11 @@ from operators.gos.examples import attention
 N, D = 24, 4
 
 
-def bare_attention(extra_use: bool = False):
+def bare_attention(extra_use: bool = False, axis: int | None = 3):
     b = GraphBuilder("attn")
     q, kt, v = b.input("q", (1, 2, N, D)), b.input("kt", (1, 2, D, N)), b.input("v", (1, 2, N, D))
     scores = b.op("div", b.op("matmul", q, kt), b.constant(np.float32(2.0), "scale"))
-    soft = b.op("softmax", scores, axis=3)
+    soft = b.op("softmax", scores, **({} if axis is None else {"axis": axis}))
     out = b.op("matmul", soft, v, name="attn")
     return b.build([out, soft] if extra_use else [out])
 
@@ -48,6 +48,13 @@ def test_linear_attention_matches_its_formula(fmap):
         out = to_torch(new)(q, kt, v)
     np.testing.assert_allclose(out.numpy(), reference(q, kt, v, phi).numpy(), rtol=1e-4, atol=1e-5)
     assert graph_cost(new).flops < graph_cost(g).flops
+
+
+@pytest.mark.parametrize("axis", [-1, None])
+def test_the_softmax_axis_may_be_negative_or_left_at_its_default(axis):
+    g = bare_attention(axis=axis)
+    assert match_attention(g, g.node("attn")) is not None  # only axis=3 matched before
+    assert match_attention(bare_attention(axis=2), bare_attention(axis=2).node("attn")) is None
 
 
 def test_pattern_needs_a_private_softmax_chain():

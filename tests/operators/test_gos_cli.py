@@ -64,6 +64,8 @@ def test_gos_bad_input_exits_2_and_writes_nothing(tiny_onnx, tmp_path, capsys):
     (out / "keep.txt").write_text("x")
     code, _, err = run_cli(capsys, "gos", tiny_onnx, "-o", out)
     assert code == 2 and "not empty" in err
+    code, _, err = run_cli(capsys, "gos", tiny_onnx, "-o", tmp_path / "new", "--finetune-steps", "0")
+    assert code == 2 and "--finetune-steps" in err and not (tmp_path / "new").exists()
 
 
 def test_gos_end_to_end_smoke(tiny_onnx, tmp_path, capsys):

@@ -95,6 +95,9 @@ def test_rules_refuse_what_they_do_not_fit():
         gos.apply(conv_graph(kernel=1), {"conv": "dwsep"})   # nothing to factor in a 1×1
     with pytest.raises(gos.RewriteError):
         gos.apply(g, {"missing": "dwsep"})
+    for bad in ("0", "0.5", "-1", "abc"):  # "0.5" made a depthwise conv of 0 channels that still verified
+        with pytest.raises(gos.RewriteError, match="whole number"):
+            gos.apply(g, {"conv": f"dwsep:{bad}"})
 
 
 def test_composition_generates_new_valid_candidates():

@@ -10,7 +10,7 @@ import pytest
 from operators.gos import examples
 from operators.gos.latency import Roofline
 from operators.gos.space import node_candidates
-from operators.gos.analyze import analyze
+from operators.gos.analysis import analyze
 from operators.gos.report import instruction_text, render_markdown
 from operators.gos.search import Evaluation, FinetuneConfig, GOSSearch, SearchConfig, pareto_front
 
@@ -104,3 +104,10 @@ def test_report_prints_instructions_and_effects():
                            "test_accuracy": 0.89, "val_accuracy": 0.9, "flops": 5e5, "params": 10}]}
     md = render_markdown(payload, {"conv2=dwsep": [effect]})
     assert "2.50×" in md and "-1.0 pt" in md and "Original instruction" in md and "Σ_{c<8" in md
+
+
+def test_gos_analyze_stays_the_function_after_a_search_imported_its_module():
+    import operators.gos.analysis  # noqa: F401 — a search imports it; it once replaced gos.analyze
+    from operators import gos
+
+    assert callable(gos.analyze) and not isinstance(gos.analyze, type(operators))

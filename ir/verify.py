@@ -65,6 +65,8 @@ def verify(graph: Graph, check_instructions: bool = False) -> Graph:
                 if instr.output.shape != node.type.shape:
                     raise IRError(f"{where}: instruction output shape {instr.output.shape} != {node.type.shape}")
         seen[node.name] = node
+    if len(set(graph.inputs)) != len(graph.inputs):  # a compiled model would take that array twice
+        raise IRError(f"graph inputs {list(graph.inputs)} name one input more than once")
     for name in graph.inputs:
         if name not in seen or seen[name].op != INPUT:
             raise IRError(f"graph input {name!r} is not an input node")

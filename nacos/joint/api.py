@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+import warnings
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -143,7 +144,13 @@ def optimize(space: str = "hyt", dataset: str = "digits", *, out: str | Path = "
         saved = store.get_meta("config")
         store.close()
         if saved:
-            cfg = OptimizeConfig(**saved)  # a resumed run keeps its configuration
+            given, cfg = cfg, OptimizeConfig(**saved)  # a resumed run keeps its configuration
+            ignored = sorted(k for k in options if k not in ("dataset", "model")
+                             and getattr(given, k) != getattr(cfg, k))
+            if ignored:
+                warnings.warn(f"{out}: the run resumes with the configuration it started with; ignored: "
+                              + ", ".join(f"{k}={getattr(given, k)!r} (kept {getattr(cfg, k)!r})" for k in ignored),
+                              stacklevel=2)
     else:
         cfg = replace(cfg, dataset=_absolute(cfg.dataset), model=_absolute(cfg.model))
     ds = data_mod.load(cfg.dataset)

@@ -246,3 +246,21 @@ def test_the_clock_of_a_search_is_saved_while_it_trains(tmp_path):
         stop.set()
         clock.join()
     assert store.get_meta("elapsed") >= 100.0  # a kill now loses at most one period of the clock
+
+
+def test_a_resumed_run_says_which_new_options_it_ignores(tmp_path, monkeypatch):
+    import nacos
+    from nacos.joint import api
+    from nacos.joint.runs import OptimizeConfig
+    from nacos.joint.store import RunStore
+
+    (tmp_path / "run").mkdir()
+    store = RunStore(str(tmp_path / "run" / api.DB_NAME), "joint")
+    store.set_meta("config", OptimizeConfig(budget_minutes=4.0).as_dict())
+    store.close()
+    used = {}
+    monkeypatch.setattr(api, "_run_joint", lambda cfg, *a: used.setdefault("cfg", cfg) and {"pareto": []})
+    monkeypatch.setattr("nacos.joint.report.write_outputs", lambda payload, out: [])
+    with pytest.warns(UserWarning, match=r"ignored: budget_minutes=9\.0 \(kept 4\.0\)"):
+        nacos.optimize(out=tmp_path / "run", resume=True, budget_minutes=9.0)
+    assert used["cfg"].budget_minutes == 4.0

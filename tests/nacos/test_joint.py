@@ -264,3 +264,24 @@ def test_a_resumed_run_says_which_new_options_it_ignores(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match=r"ignored: budget_minutes=9\.0 \(kept 4\.0\)"):
         nacos.optimize(out=tmp_path / "run", resume=True, budget_minutes=9.0)
     assert used["cfg"].budget_minutes == 4.0
+
+
+def test_the_saved_configuration_keeps_absolute_paths_and_a_file_is_no_output_folder(tmp_path, monkeypatch):
+    import numpy as np
+
+    import nacos
+    from nacos.joint import api
+    from nacos.joint.store import RunStore
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.random((40, 8, 8)).astype(np.float32), y=np.arange(40) % 2)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(api, "_run_joint", lambda cfg, *a: {"pareto": []})
+    monkeypatch.setattr("nacos.joint.report.write_outputs", lambda payload, out: [])
+    nacos.optimize(out="run", dataset="d.npz")
+    store = RunStore(str(tmp_path / "run" / api.DB_NAME), "joint")
+    assert store.get_meta("config")["dataset"] == str(tmp_path / "d.npz")  # --resume works from any folder
+    store.close()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(api.OptimizeError, match="not a folder"):
+        nacos.optimize(out="afile", dataset="d.npz")

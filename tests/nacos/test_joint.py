@@ -285,3 +285,28 @@ def test_the_saved_configuration_keeps_absolute_paths_and_a_file_is_no_output_fo
     (tmp_path / "afile").write_text("x")
     with pytest.raises(api.OptimizeError, match="not a folder"):
         nacos.optimize(out="afile", dataset="d.npz")
+
+
+def test_finish_keeps_the_closest_members_artifacts_and_counts_every_processs_training(tmp_path):
+    from types import SimpleNamespace
+
+    from nacos.joint.api import finish
+    from nacos.joint.runs import OptimizeConfig
+    from nacos.joint.store import RunStore
+
+    store = RunStore(str(tmp_path / "s.db"), "joint")
+    store.add_accuracy("a", "s", 0.9, 0.9, 30.0)  # trained by an earlier, killed process
+    store.add_accuracy("b", "s", 0.8, 0.8, 12.5)
+    rows = [dict(_row(i, 0.9 - i / 10, 0.5 + i, 1), artifact=f"members/c{i:04d}", onnx="m.onnx") for i in range(3)]
+    for r in rows:
+        store.add_measured(r["key"], r)
+    removed = []
+    ctx = SimpleNamespace(
+        cfg=OptimizeConfig(latency_max_ms=0.1, compare_default=False), store=store, db=SimpleNamespace(count=lambda: 0),
+        measurer=SimpleNamespace(remove_artifact=removed.append), elapsed=lambda: 1.0, tkey="k",
+        target=SimpleNamespace(name="host"), evaluator=SimpleNamespace(calibration=SimpleNamespace(a=1.0, b=0.0)))
+    payload = finish(ctx, "joint", 1, SimpleNamespace(note=lambda *a: None))
+    closest = [m["id"] for m in payload["budget_violations"]["closest"]]
+    assert closest and all(m["artifact"] for m in payload["budget_violations"]["closest"])
+    assert not set(removed) & set(closest)  # the report links to them
+    assert payload["stats"]["training_seconds"] == 42.5

@@ -92,3 +92,15 @@ def test_gos_end_to_end_smoke(tiny_onnx, tmp_path, capsys):
     sess = ort.InferenceSession(str(out / member["artifacts"]["onnx"]), providers=["CPUExecutionProvider"])
     (ref,) = sess.run(None, {sess.get_inputs()[0].name: x})
     np.testing.assert_allclose(compiled(x)[0], ref, rtol=1e-4, atol=1e-4)
+
+
+def test_a_database_without_the_models_nchw_kernels_is_warned_about(tmp_path):
+    from operators.gos.latency import Measured
+    from schedules.database import Database
+
+    Database(tmp_path / "blocked.db").close()  # e.g. tuned in the default blocked layout: no NCHW kernels
+    model = Measured(db=str(tmp_path / "blocked.db"))
+    graph = examples.tiny_cnn()
+    with pytest.warns(UserWarning, match="--layout nchw"):
+        first = model.kernels(graph)
+    assert first and all(k.source == "measured" for k in first)

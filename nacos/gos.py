@@ -135,7 +135,8 @@ def add_arguments(s) -> None:
     s.add_argument("--population", type=int, default=8, help="NSGA-II population (default 8)")
     s.add_argument("--max-ops", type=int, default=8, help="ops searched: the costliest replaceable (default 8)")
     s.add_argument("--finetune-epochs", type=int, default=2, help="distillation epochs per candidate (default 2)")
-    s.add_argument("--finetune-steps", type=int, default=None, help="cap on optimizer steps per candidate")
+    s.add_argument("--finetune-steps", type=int, default=None,
+                   help="cap on optimizer steps per searched candidate (not on the Pareto members' final fine-tune)")
     s.add_argument("--final-epochs", type=int, default=4, help="more epochs for each Pareto member (default 4)")
     s.add_argument("--pretrain-epochs", type=int, default=0, help="train the model first (default 0: as given)")
     s.add_argument("--latency", choices=("measured", "roofline"), default="measured",

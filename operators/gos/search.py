@@ -135,11 +135,11 @@ class GOSSearch:
 
         return evaluate(graph, getattr(self.data, split))[0]
 
-    def _finetune(self, graph: Graph, epochs: int) -> tuple[Graph, float]:
+    def _finetune(self, graph: Graph, epochs: int, max_steps: int | None = None) -> tuple[Graph, float]:
         from nacos.train import TrainConfig, train
 
         ft = self.config.finetune
-        cfg = TrainConfig(epochs=epochs, max_steps=ft.max_steps, lr=ft.lr, batch_size=ft.batch_size,
+        cfg = TrainConfig(epochs=epochs, max_steps=max_steps, lr=ft.lr, batch_size=ft.batch_size,
                           seed=ft.seed, patience=None, progress=False, distill_alpha=ft.distill_alpha,
                           distill_temperature=ft.distill_temperature, warmup_steps=5)
         result = train(graph, self.data, cfg, teacher=self.graph)
@@ -168,7 +168,7 @@ class GOSSearch:
             g = self.transfer(dict(chosen))
             transfer = self._accuracy(g, "val")
             if chosen and self.config.finetune.epochs > 0:
-                g, val = self._finetune(g, self.config.finetune.epochs)
+                g, val = self._finetune(g, self.config.finetune.epochs, self.config.finetune.max_steps)
             else:
                 val = transfer
             cost = graph_cost(g)
@@ -249,7 +249,7 @@ class GOSSearch:
     def _finalize(self, ev: Evaluation) -> Evaluation:
         g = self.graphs[ev.key]
         val = ev.val_accuracy
-        if self.config.final_epochs > 0:
+        if self.config.final_epochs > 0:  # all of final_epochs: max_steps caps the search's candidates only
             g, val = self._finetune(g, self.config.final_epochs)
             self.graphs[ev.key] = g
         return replace(ev, val_accuracy=val, test_accuracy=self._accuracy(g, "test"))

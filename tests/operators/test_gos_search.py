@@ -111,3 +111,23 @@ def test_gos_analyze_stays_the_function_after_a_search_imported_its_module():
     from operators import gos
 
     assert callable(gos.analyze) and not isinstance(gos.analyze, type(operators))
+
+
+def test_the_step_cap_limits_searched_candidates_not_the_final_fine_tune(search_result, monkeypatch):
+    import dataclasses
+
+    import nacos.train
+
+    search, result = search_result
+    caps = []
+
+    def fake_train(graph, data, cfg, teacher=None):
+        caps.append(cfg.max_steps)
+        return type("R", (), {"apply": lambda self, g: g, "val_accuracy": 0.5})()
+
+    monkeypatch.setattr(nacos.train, "train", fake_train)
+    monkeypatch.setattr(search, "config", dataclasses.replace(search.config, final_epochs=1))
+    search._finalize(result.pareto[0])
+    search.evaluate({search.genes[0][0]: search.genes[0][1][-1], search.genes[1][0]: search.genes[1][1][-1]})
+    assert caps[0] is None  # the final fine-tune runs all of final_epochs
+    assert caps[1:] in ([], [3])  # a searched candidate keeps the cap (when not already cached)

@@ -50,7 +50,7 @@ class SearchConfig:
     min_share: float = 0.02       # ... each with at least this share of the latency
     max_per_op: int = 6           # candidate rewrites per op (plus keep)
     on_target: bool = True        # keep only candidates measured faster on the target (space.on_target)
-    depth: int = 2                # compositions of up to this many rules
+    depth: int = 2                # 1: single rules; 2: also pairs of rules (deeper is not supported)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     final_epochs: int = 4         # further fine-tuning of each Pareto member
     max_final: int = 6            # Pareto members finalized (evenly spread along latency)

@@ -94,6 +94,8 @@ def node_candidates(graph: Graph, node: str, max_per_op: int = 6, min_gain: floa
     With a ``latency`` model (:mod:`operators.gos.latency`) the survivors are also measured on the target and
     pruned by :func:`on_target`: a rewrite that cuts FLOPs but not time there, or that is slower than another
     which keeps more parameters, is not worth a search gene value."""
+    if depth not in (1, 2):  # compositions are built as pairs; deeper ones are not generated
+        raise ValueError(f"depth {depth}: 1 (single rules) or 2 (pairs of rules) is supported")
     kept: dict[str, Candidate] = {}
     firsts: list[Candidate] = []
     for name in _singles(graph, node):

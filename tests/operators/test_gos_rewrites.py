@@ -134,3 +134,8 @@ def test_parse_names():
     steps = gos.parse("bottleneck:0.5>dwsep")
     assert [str(s) for s in steps] == ["bottleneck:0.5", "dwsep:1"]
     assert gos.parse("spatial:4")[0].arg == 4 and gos.parse("lowrank:full")[0].arg == "full"
+
+
+def test_compositions_deeper_than_pairs_are_refused_not_silently_cut():
+    with pytest.raises(ValueError, match="depth 3"):
+        node_candidates(conv_graph(), "conv", depth=3)

@@ -35,11 +35,7 @@ def load(model: Any, example_inputs: tuple | None = None, input_shapes: dict | N
         if example_inputs is None:
             raise frontends.ModelImportError("a torch.nn.Module needs example_inputs, e.g. "
                                              "nacos.load(model, (torch.randn(1, 3, 224, 224),))")
-        if isinstance(example_inputs, list):  # [x, y] means the inputs x and y, as a tuple does
-            example_inputs = tuple(example_inputs)
-        if not isinstance(example_inputs, tuple):
-            example_inputs = (example_inputs,)
-        graph = frontends.from_torch(model, example_inputs)
+        graph = frontends.from_torch(model, example_inputs)  # a tensor or a list of them is taken as a tuple
     else:
         raise frontends.ModelImportError(f"cannot load a {type(model).__name__}: pass an .onnx path, an "
                                          f"onnx.ModelProto, a torch.nn.Module or an ir.Graph")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -295,14 +294,13 @@ def cmd_tune(args) -> int:
 # ---- nacos bench -------------------------------------------------------------------------------------------
 def _check_output_file(flag: str, path: str) -> None:
     """Fail before a long run, not after it, when its result could not be written to ``path``."""
-    p = Path(path)
-    if p.is_dir():
+    from nacos.outdir import unwritable
+
+    if Path(path).is_dir():
         raise UsageError(f"{flag} {path}: is a folder")
-    existing = p.parent
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {path}: cannot write in {existing}")
+    why = unwritable(path)
+    if why:
+        raise UsageError(f"{flag} {path}: cannot write there ({why})")
 
 
 def cmd_bench(args) -> int:

@@ -149,7 +149,7 @@ class Compiled:
     def export(self, path: str | os.PathLike) -> Path:
         """Write the artifact folder (created if needed) and return its path."""
         path = Path(path)
-        source = getattr(self, "_source", None)
+        source = self._source
         if source is None and not hasattr(self._module, "export_library"):
             raise RuntimeError("this model has no library to export")
         path.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,24 @@ class OutputFolderError(ValueError):
     """An output folder that cannot, or must not, be written."""
 
 
+def is_cwd_or_above(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is the current folder or one that holds it (replacing it would delete the user's work)."""
+    out, cwd = Path(path).resolve(), Path.cwd().resolve()
+    return out == cwd or out in cwd.parents
+
+
+def unwritable(path: str | os.PathLike) -> str | None:
+    """Why ``path`` (a file or folder, its parents perhaps missing) could not be created; None if it can."""
+    existing = Path(path).resolve().parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot write in {existing}"
+    return None
+
+
 def check_output(path: str | os.PathLike, force: bool, inputs: Sequence[str | os.PathLike] = ()) -> Path:
     """The resolved output folder, after checking that writing it will work and destroy nothing it should not."""
     given = Path(path)
@@ -26,8 +44,7 @@ def check_output(path: str | os.PathLike, force: bool, inputs: Sequence[str | os
     out = given.resolve()
     if out.exists() and not out.is_dir():
         raise OutputFolderError(f"{given} exists and is not a folder")
-    cwd = Path.cwd().resolve()
-    if out == cwd or out in cwd.parents:
+    if is_cwd_or_above(out):
         raise OutputFolderError(f"{given} is the current folder or one above it: give a folder of its own, "
                                 f"e.g. {given / 'out'}")
     for item in inputs:
@@ -35,13 +52,9 @@ def check_output(path: str | os.PathLike, force: bool, inputs: Sequence[str | os
             raise OutputFolderError(f"{given} holds the input {item}: give another output folder")
     if out.exists() and any(out.iterdir()) and not force:
         raise OutputFolderError(f"{given} exists and is not empty (use --force to overwrite)")
-    existing = out.parent
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise OutputFolderError(f"{given}: {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputFolderError(f"{given}: cannot write in {existing}")
+    why = unwritable(out)
+    if why:
+        raise OutputFolderError(f"{given}: {why}")
     return out
 
 

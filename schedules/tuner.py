@@ -10,8 +10,8 @@ Tasks are picked by their estimated gain on the whole model's latency: weight (k
 are still improving, get the trials; a task with no success yet counts as a typical one, and after
 ``FAILED_ROUNDS_LIMIT`` rounds in a row in which everything failed it is given up for the run (a reference that
 cannot be built or run gives it up at once, and is not stored against the points). Trial budgets count
-measurements already in the database, so a rerun of an interrupted tune continues where it stopped. Best candidates are re-measured (``validate``): on a shared machine
-the best of many single measurements is mostly luck.
+measurements already in the database, so a rerun of an interrupted tune continues where it stopped. Best
+candidates are re-measured (``validate``): on a shared machine the best of many single measurements is mostly luck.
 
 Workloads whose main stage has the same loops (one conv shape with different epilogues, or with and without a
 residual add: ResNet-18's 3×3 convs are 14 workloads of 7 loop shapes) are one *family*: a task's proposals start
@@ -316,8 +316,8 @@ def tune_tasks(workloads: Sequence[tuple[Workload, int]], trials: int, db: Datab
     """Tune ``(workload, weight)`` pairs with one shared budget of ``trials`` measurements (database included).
 
     With ``validate``, a round's new best and, at the end, the top 3 and the default of every task tuned in this
-    run (or whose top 3 were never re-measured: a run killed before its end) are re-measured side by side (not counted as trials; :meth:`TaskScheduler._confirm`) so that a lucky
-    measurement does not win."""
+    run (or whose top 3 were never re-measured: a run killed before its end) are re-measured side by side (not
+    counted as trials; :meth:`TaskScheduler._confirm`) so that a lucky measurement does not win."""
     from schedules.runner import LocalRunner
 
     if trials < 0 or batch_size < 1:

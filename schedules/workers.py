@@ -298,28 +298,16 @@ class WorkerPool:
             now = time.perf_counter()
             deadline = min([s + timeout for _, s in busy.values()] + [s + START_TIMEOUT_S for s in starting.values()])
             conns = {self.workers[i]._conn: i for i in list(busy) + list(starting)}
-            ready = wait(list(conns), timeout=max(0.0, deadline - now))
-            for conn in ready:  # an answer, a "ready", or EOF from a crashed worker
-                i = conns[conn]
-                if i in starting:
-                    starting.pop(i)
-                    err = self.workers[i]._wait_ready(0.0)  # there is something to read: "ready" or EOF
-                    if err and pending:
-                        results[pending.pop(0)] = JobResult(error=err)
-                    continue
-                j, started = busy.pop(i)
-                results[j] = self.workers[i].collect(timeout, started)
+            answered = {conns[c] for c in wait(list(conns), timeout=max(0.0, deadline - now))}
             now = time.perf_counter()
-            for i, (j, started) in list(busy.items()):
-                if started + timeout <= now:  # overran: collect() finds no answer and kills the worker
-                    busy.pop(i)
-                    results[j] = self.workers[i].collect(timeout, started)
-            for i, since in list(starting.items()):
-                if since + START_TIMEOUT_S <= now:
-                    starting.pop(i)
-                    err = self.workers[i]._wait_ready(0.0)  # no "ready" yet: kills it and says so
-                    if err and pending:
-                        results[pending.pop(0)] = JobResult(error=err)
+            for i in [i for i, since in starting.items() if i in answered or since + START_TIMEOUT_S <= now]:
+                del starting[i]  # "ready", EOF, or no word in time: _wait_ready tells which, killing a failed one
+                err = self.workers[i]._wait_ready(0.0)
+                if err and pending:
+                    results[pending.pop(0)] = JobResult(error=err)
+            for i in [i for i, (_, started) in busy.items() if i in answered or started + timeout <= now]:
+                j, started = busy.pop(i)  # an answer, EOF from a crash, or an overrun: collect() tells which
+                results[j] = self.workers[i].collect(timeout, started)
         return [r for r in results if r is not None]
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nacos.joint.result import Result, final_front, latency_model_quality, member
+from nacos.outdir import is_cwd_or_above
 from nacos.joint.runs import OptimizeConfig, RunContext
 
 DB_NAME = "nacos.db"
@@ -73,15 +74,15 @@ def _check_out(out: Path, resume: bool, force: bool) -> bool:
     if has_run and not resume:
         if not force:
             raise OptimizeError(f"{out} holds a run already: --resume continues it, --force starts over")
-        cwd = Path.cwd().resolve()
-        if out.resolve() == cwd or out.resolve() in cwd.parents:
+        if is_cwd_or_above(out):
             raise OptimizeError(f"{out} is the current folder or one above it: --force would delete it; "
                                 "give the run a folder of its own")
     return has_run
 
 
-def _prepare_out(out: Path, resume: bool, force: bool) -> None:
-    if _check_out(out, resume, force) and not resume:
+def _prepare_out(out: Path, start_over: bool) -> None:
+    """Create ``out`` (after :func:`_check_out`), emptied first when a run there is started over."""
+    if start_over:
         shutil.rmtree(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -139,7 +140,8 @@ def optimize(space: str = "hyt", dataset: str = "digits", *, out: str | Path = "
     cfg = OptimizeConfig(space=space, dataset=str(dataset), **options)
     _validate(cfg)
     # everything that can be wrong is checked before the folder is touched: a failed start leaves no run behind
-    if _check_out(out, resume, force) and resume:
+    has_run = _check_out(out, resume, force)
+    if has_run and resume:
         store = RunStore(str(out / DB_NAME), "joint")
         saved = store.get_meta("config")
         store.close()
@@ -157,7 +159,7 @@ def optimize(space: str = "hyt", dataset: str = "digits", *, out: str | Path = "
     space_obj, teacher = _load_space(cfg, ds)
     if cfg.model is not None:  # a model takes one input shape and gives its classes (the named spaces adapt)
         _check_fit(space_obj, ds)
-    _prepare_out(out, resume, force)
+    _prepare_out(out, start_over=has_run and not resume)
     store = RunStore(str(out / DB_NAME), "joint")
     if not (resume and store.get_meta("config")):
         store.set_meta("config", cfg.as_dict())

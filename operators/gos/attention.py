@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ir.graph import CONSTANT, Graph, Node
+from operators.common import normalize_axis
 from operators.gos.graphedit import Emitter, Replacement
 
 FEATURE_MAPS = ("elu", "relu")
@@ -47,9 +48,8 @@ def match_attention(graph: Graph, node: Node) -> AttentionMatch | None:
     soft = nodes[node.inputs[0]]
     if soft.op != "softmax":
         return None
-    rank = len(soft.shape)
-    axis = soft.attr("axis", -1)  # the IR's default, and a negative axis, count from the end
-    if (axis + rank if axis < 0 else axis) != rank - 1 or not _private(graph, users, soft.name):
+    rank = len(soft.shape)  # the IR's default axis, -1, and any negative one count from the end
+    if normalize_axis(soft.attr("axis", -1), rank, "softmax") != rank - 1 or not _private(graph, users, soft.name):
         return None
     scores = nodes[soft.inputs[0]]
     chain = [soft.name]

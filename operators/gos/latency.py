@@ -122,18 +122,18 @@ class Measured(LatencyModel):
             db = Database(db, readonly=True)
         self.db = db
         self.cache: dict[str, tuple[float, str]] = {}
-        self._warned = False
+        self._checked_db = False
 
     def kernels(self, graph: Graph) -> list[KernelTime]:
         provider = self.db.schedules(graph, self.target, layout=OP_LAYOUT) if self.db is not None else None
         out = []
         workloads = _workloads(graph, self.target)
-        if self.db is not None and not self._warned and workloads and \
-                not any(self.db.best(wl) for _, wl in workloads):
-            self._warned = True
-            warnings.warn(f"the tuning database {self.db.path} holds none of {graph.name}'s kernels in the "
-                          f"{OP_LAYOUT} layout GOS times; tune it with `nacos tune MODEL --layout {OP_LAYOUT}` "
-                          "(default schedules are timed meanwhile)", stacklevel=2)
+        if self.db is not None and not self._checked_db and workloads:  # once: kernels() runs per candidate
+            self._checked_db = True
+            if not any(self.db.best(wl) for _, wl in workloads):
+                warnings.warn(f"the tuning database {self.db.path} holds none of {graph.name}'s kernels in the "
+                              f"{OP_LAYOUT} layout GOS times; tune it with `nacos tune MODEL --layout {OP_LAYOUT}` "
+                              "(default schedules are timed meanwhile)", stacklevel=2)
         for k, (group, wl) in enumerate(workloads):
             if wl.key not in self.cache:
                 best = self.db.best(wl) if self.db is not None else None

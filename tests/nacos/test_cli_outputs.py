@@ -150,13 +150,13 @@ def test_a_loaded_artifact_exports_again_and_a_damaged_one_is_refused(tiny, tmp_
 
 
 def test_optimize_force_never_deletes_the_current_folder(tmp_path, monkeypatch):
-    from nacos.joint.api import DB_NAME, OptimizeError, _prepare_out
+    from nacos.joint.api import DB_NAME, OptimizeError, _check_out
 
     (tmp_path / DB_NAME).write_text("a previous run")
     (tmp_path / "notes.txt").write_text("keep me")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(OptimizeError, match="current folder"):
-        _prepare_out(Path("."), resume=False, force=True)
+        _check_out(Path("."), resume=False, force=True)
     assert (tmp_path / "notes.txt").exists()
 
 

@@ -18,20 +18,20 @@ from schedules.workload import workload_from_op
 KEY = "nacos-test-board"
 
 
-@pytest.fixture(scope="module")
-def tracker_addr(tmp_path_factory):
+def _start_board(shim_parent, tracker_port: int = 9190, tracker_port_end: int = 9290, server_port: int = 9300):
+    """A tracker and one server registered under KEY, both on 127.0.0.1: (tracker, server, "host:port")."""
     from tvm import rpc
     from tvm.rpc.tracker import Tracker
 
     # the tracker and the server each run in a child that imports tvm; without torch that takes half the time
-    shim = tmp_path_factory.mktemp("no_torch")
-    (shim / "torch").mkdir()
+    shim = shim_parent / "no_torch"
+    (shim / "torch").mkdir(parents=True, exist_ok=True)
     (shim / "torch" / "__init__.py").write_text("raise ImportError('torch is not needed by an RPC server')\n")
     saved = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join([str(shim)] + [p for p in sys.path if p])
     try:
-        tracker = Tracker(host="127.0.0.1", port=9190, port_end=9290, silent=True)
-        server = rpc.Server(host="127.0.0.1", port=9300, port_end=9400, key=KEY, silent=True,
+        tracker = Tracker(host="127.0.0.1", port=tracker_port, port_end=tracker_port_end, silent=True)
+        server = rpc.Server(host="127.0.0.1", port=server_port, port_end=server_port + 100, key=KEY, silent=True,
                             tracker_addr=("127.0.0.1", tracker.port))
     finally:
         if saved is None:
@@ -42,9 +42,19 @@ def tracker_addr(tmp_path_factory):
     while KEY not in str(rpc.connect_tracker("127.0.0.1", tracker.port).summary()):
         assert time.time() < deadline, "the RPC server never registered with the tracker"
         time.sleep(0.2)
-    yield f"127.0.0.1:{tracker.port}"
+    return tracker, server, f"127.0.0.1:{tracker.port}"
+
+
+def _stop_board(tracker, server) -> None:
     server.terminate()
     tracker.terminate()
+
+
+@pytest.fixture(scope="module")
+def tracker_addr(tmp_path_factory):
+    tracker, server, addr = _start_board(tmp_path_factory.mktemp("board"))
+    yield addr
+    _stop_board(tracker, server)
 
 
 def test_tune_over_rpc_records_remote_measurements(tracker_addr, tmp_path):
@@ -105,3 +115,42 @@ def test_a_tracker_that_cannot_be_used_is_an_error_before_anything_is_measured(t
             builder.close()
     with Database(tmp_path / "rpc.db") as db:
         assert db.count() == 0  # nothing recorded as failed: a rerun with a working tracker measures them all
+
+
+def test_a_board_lost_mid_run_stops_the_tune_without_recording_failures_and_a_rerun_resumes(tmp_path):
+    """The tracker and the board go away in the middle of a tune: it stops with a clear error instead of storing
+    every later candidate as failed, and once the board is back, a rerun of the same tune finishes it."""
+    from schedules.rpc import TrackerError
+
+    with socket.socket() as s:  # a port of our own: the module's tracker may hold 9190
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    board = _start_board(tmp_path, port, port + 1, 9500)
+
+    class LosesTheBoard(RPCRunner):
+        jobs = 0
+
+        def _job(self, build):
+            if self.jobs == 3:
+                _stop_board(*board[:2])
+            self.jobs += 1
+            return super()._job(build)
+
+    w = workload_from_op("dense", [(4, 64), (32, 64), (32,)], {}, ("relu",))
+    db = tmp_path / "rpc.db"
+    builder = LocalBuilder(workers=1)
+    runner = LosesTheBoard(board[2], KEY, timeout=60, repeat=3, min_repeat_ms=5, reconnect_s=2, probe_timeout=5)
+    try:
+        with pytest.raises(TrackerError, match="lost the device .* 3 measurements made before are kept"):
+            tune_workload(w, 6, db, runner, "random", builder, batch_size=3, validate=False)
+        with Database(db) as d:
+            assert d.count() == 3 and all(r.ok for r in d.records(w))
+        runner.close()
+        board = _start_board(tmp_path, port, port + 1, 9500)
+        runner = RPCRunner(board[2], KEY, timeout=60, repeat=3, min_repeat_ms=5)
+        again = tune_workload(w, 6, db, runner, "random", builder, batch_size=3, validate=False)
+    finally:
+        runner.close()
+        builder.close()
+        _stop_board(*board[:2])
+    assert again.trials == 6 and again.failures == 0 and again.new == 3

@@ -90,6 +90,10 @@ def compile(graph: Graph, target=None, schedules: ScheduleProvider | Mapping | N
                     gv, args, relax.TensorType(list(out.shape) or [1], out.dtype)))
                 kernels.append(KernelInfo(name, tuple(n.name for n in group.nodes), tuple(n.op for n in group.nodes),
                                           group.output))
+            for o in graph.outputs:  # an output that is a constant (folded at import) is no kernel's
+                if o not in values:
+                    assert nodes[o].op == CONSTANT, f"output {o} is never computed"
+                    values[o] = relax.const(_as_buffer(graph.params[o]), nodes[o].dtype)
             outs = [values[o] for o in graph.outputs]
             result = bb.emit_output(relax.Tuple(outs) if len(outs) > 1 else outs[0])
         bb.emit_func_output(result)

@@ -7,6 +7,13 @@ from typing import Sequence
 from ir.graph import TensorType
 
 
+def floating_only(op: str, dtype: str) -> None:
+    """Refuse integer inputs to an op whose math divides: the instruction's x / y is a true division, where an
+    integer op truncates (ONNX) or floors (Python)."""
+    if not dtype.startswith(("float", "bfloat")):
+        raise ValueError(f"{op}: inputs of dtype {dtype} are not supported yet (floating-point only)")
+
+
 def same_dtype(in_types: Sequence[TensorType], op: str) -> str:
     dtypes = {t.dtype for t in in_types}
     if len(dtypes) != 1:

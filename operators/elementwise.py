@@ -13,7 +13,7 @@ import sympy
 from ir.graph import TensorType
 from ir.instruction import Instruction, Stage, axes, broadcast_index, read
 from ir.registry import OpDef, register_op
-from operators.common import broadcast_shapes, same_dtype
+from operators.common import broadcast_shapes, floating_only, same_dtype
 
 
 def _unary_infer(attrs, in_types):
@@ -149,9 +149,8 @@ BINARY = {
 def _binary_infer(name):
     def infer(attrs, in_types):
         dtype = same_dtype(in_types, name)
-        if name == "div" and not dtype.startswith("float"):
-            # integer division truncates (ONNX) or floors (Python); the instruction's x / y is a true division
-            raise ValueError(f"div: inputs of dtype {dtype} are not supported yet (floating-point only)")
+        if name == "div":
+            floating_only(name, dtype)
         return TensorType(broadcast_shapes(in_types[0].shape, in_types[1].shape, name), dtype)
     return infer
 

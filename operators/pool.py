@@ -7,7 +7,7 @@ import sympy
 from ir.graph import TensorType
 from ir.instruction import Instruction, Stage, axes, index_vars, read, tensor
 from ir.registry import OpDef, register_op
-from operators.common import conv_out_size, normalize_axis, spatial_attrs
+from operators.common import conv_out_size, floating_only, normalize_axis, spatial_attrs
 from operators.conv import pad_stage
 
 # the lowering emits plain floats, so "-inf" padding is the most negative float32
@@ -143,6 +143,7 @@ def _avgpool_parts(attrs, x):
 
 def avgpool_infer(attrs, in_types):
     x = in_types[0]
+    floating_only("avgpool", x.dtype)
     out = _avgpool_parts(attrs, x)[0][5]
     return TensorType(x.shape[:2] + out, x.dtype)
 
@@ -203,6 +204,7 @@ register_op(OpDef(
 # ---- global average pool -----------------------------------------------------------------------------
 def global_avgpool_infer(attrs, in_types):
     x = in_types[0]
+    floating_only("global_avgpool", x.dtype)
     if len(x.shape) < 3:
         raise ValueError(f"global_avgpool: input {x} needs rank ≥ 3 (N, C, spatial...)")
     return TensorType(x.shape[:2] + (1,) * (len(x.shape) - 2), x.dtype)
@@ -259,6 +261,8 @@ def _reduce_parts(op, attrs, x):
 def _reduce_infer(op):
     def infer(attrs, in_types):
         x = in_types[0]
+        if op == "reduce_mean":
+            floating_only(op, x.dtype)
         return TensorType(_reduce_parts(op, attrs, x)[2], x.dtype)
     return infer
 

@@ -44,9 +44,13 @@ def _c(value: float):
     return tirx.const(value, F32)
 
 
+def _dtype(x) -> str:
+    return str(getattr(x, "dtype", None) or getattr(x, "ty", ""))
+
+
 def _is_f32(x) -> bool:
     """TIR expressions of TVM 0.27 carry their type as ``ty`` (``dtype`` only on some node kinds)."""
-    return str(getattr(x, "dtype", None) or getattr(x, "ty", "")) == F32
+    return _dtype(x) == F32
 
 
 def _pow2(k):
@@ -111,7 +115,7 @@ def fast_one_plus_exp(x):
     select, and with x clamped to [−87, 88] 2^n is one power of two. Above 88 the denominator is +∞ (the quotient
     is then 0 or below 4e-39 in magnitude anyway; SiLU(−∞) stays NaN, as in PyTorch); NaN stays NaN."""
     if not _is_f32(x):
-        return te.exp(x) + 1.0
+        return te.exp(x) + tirx.const(1.0, _dtype(x))
 
     def of(v):
         xc = tirx.max(tirx.min(v, _c(_DEN_HI)), _c(_DEN_LO))
@@ -141,7 +145,10 @@ def fast_erf(x):
     """erf for a float32 TIR expression: odd rational function of ``x`` on [−4, 4] (±1 beyond, where erf is 1
     within 2e-8)."""
     if not _is_f32(x):
+        if _dtype(x) in ("float16", "bfloat16"):  # LLVM has no half-precision erf: compute it in float32
+            return tirx.Cast(_dtype(x), fast_erf(tirx.Cast(F32, x)))
         return te.erf(x)
+
     def of(xc):
         def with_x2(x2):
             p = _c(_ERF_NUM[0])
@@ -152,4 +159,6 @@ def fast_erf(x):
                 q = q * x2 + _c(coeff)
             return xc * p / q
         return _let(xc * xc, F32, with_x2)
-    return _let(tirx.max(tirx.min(x, _c(4.0)), _c(-4.0)), F32, of)
+    # the clamp would turn NaN into ±1: NaN stays NaN, as in PyTorch
+    return _let(x, F32, lambda v: tirx.Select(tirx.isnan(v), v,
+                                              _let(tirx.max(tirx.min(v, _c(4.0)), _c(-4.0)), F32, of)))

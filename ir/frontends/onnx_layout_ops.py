@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import onnx
 
 from ir.frontends.onnx_base import _axis, _ints, _np_dtype, _reshape, _slice, _Unsupported
 
@@ -16,7 +17,8 @@ def _concat(imp, node, a):
     ins = [imp.t(node, i) for i in range(len(node.input)) if imp.has(node, i)]
     if len(ins) == 1:
         return ins
-    return [imp.op("concat", *ins, axis=_axis(int(a["axis"]), len(imp.shape(ins[0]))))]
+    # opsets 1–3 default the axis to 1; from opset 4 on it is required (onnx.checker enforces that)
+    return [imp.op("concat", *ins, axis=_axis(int(a.get("axis", 1)), len(imp.shape(ins[0]))))]
 
 
 def _reshape_node(imp, node, a):
@@ -142,7 +144,14 @@ def _gather(imp, node, a):
 
 
 def _cast(imp, node, a):
-    target = _np_dtype(int(a["to"]))
+    to = a["to"]
+    if isinstance(to, (bytes, str)):  # opsets 1–5 name the type ("FLOAT"); later ones give its number
+        name = to.decode() if isinstance(to, bytes) else to
+        try:
+            to = onnx.TensorProto.DataType.Value(name.upper())
+        except ValueError:
+            raise _Unsupported(f"unknown type {name!r} in 'to'") from None
+    target = _np_dtype(int(to))
     x = imp.t(node, 0)
     if imp.b.type_of(x).dtype != target:
         raise _Unsupported(f"cast of a runtime tensor from {imp.b.type_of(x).dtype} to {target} is not supported")

@@ -34,7 +34,13 @@ def _binary(ir_op: str) -> Converter:
         if len(node.input) == 1:  # variadic Sum/Max/Min of one tensor
             return [acc]
         for i in range(1, len(node.input)):
-            b = imp.t(node, i)
+            known = imp.c(node, i)
+            if (ir_op == "pow" and known is not None and np.issubdtype(known.dtype, np.integer)
+                    and np.issubdtype(np.dtype(imp.b.type_of(acc).dtype), np.floating)):
+                # a constant integer exponent (allowed from opset 12) is exact in the base's float type
+                b = imp.constant(known.astype(imp.b.type_of(acc).dtype), node.input[i])
+            else:
+                b = imp.t(node, i)
             if a.get("broadcast") and "axis" in a:  # opset < 7: B aligned to A starting at `axis`
                 ra, rb = len(imp.shape(acc)), len(imp.shape(b))
                 b = _reshape(imp, b, imp.shape(b) + (1,) * (ra - _axis(a["axis"], ra) - rb))

@@ -126,12 +126,14 @@ def _label(target: Any) -> str:
 
 
 def from_torch(module: torch.nn.Module, example_inputs: tuple) -> Graph:
-    """Import ``module`` (put in eval mode) as an IR graph with static shapes taken from ``example_inputs``."""
+    """Import ``module`` as an IR graph with static shapes taken from ``example_inputs``. It is exported in eval
+    mode, then left in the mode it had."""
     source = type(module).__name__
     if isinstance(example_inputs, list):  # [x, y] means the inputs x and y, as a tuple does
         example_inputs = tuple(example_inputs)
     if not isinstance(example_inputs, tuple):
         example_inputs = (example_inputs,)
+    modes = {m: m.training for m in module.modules()}  # the caller's module is left as it was given
     try:
         with warnings.catch_warnings():  # torch-internal deprecation noise
             warnings.simplefilter("ignore", FutureWarning)
@@ -141,6 +143,9 @@ def from_torch(module: torch.nn.Module, example_inputs: tuple) -> Graph:
     except Exception as e:
         first = next((line for line in str(e).splitlines() if line.strip()), "")
         raise ModelImportError(f"{source}: torch.export failed: {type(e).__name__}: {first}") from None
+    finally:
+        for m, training in modes.items():
+            m.training = training
     sig = ep.graph_signature
     constants: dict[str, torch.Tensor] = {}
     for spec in sig.input_specs:

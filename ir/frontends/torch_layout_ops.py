@@ -1,4 +1,4 @@
-"""PyTorch converters for shapes and views: view/reshape, flatten, permute/transpose, cat, slice/select,
+"""PyTorch converters for shapes and views: view/reshape, flatten/unflatten, permute/transpose, cat, slice/select,
 split/chunk/unbind, unsqueeze/squeeze, expand.
 
 They are registered in ``CONVERTERS`` in :mod:`ir.frontends.torch_ops` (the one table of aten converters).
@@ -24,6 +24,14 @@ def _flatten(imp, a, node):
         return _reshape(imp, x, (1,))
     s, e = _axis(a["start_dim"], len(shape)), _axis(a["end_dim"], len(shape))
     return _reshape(imp, x, shape[:s] + (math.prod(shape[s:e + 1]),) + shape[e + 1:])
+
+
+def _unflatten(imp, a, node):
+    x = imp.t(a["self"])
+    shape = imp.shape(x)
+    d = _axis(int(a["dim"]), len(shape))
+    sizes = _resolve_shape((shape[d],), a["sizes"])  # one size may be -1
+    return _reshape(imp, x, shape[:d] + tuple(sizes) + shape[d + 1:])
 
 
 def _permute(imp, a, node):

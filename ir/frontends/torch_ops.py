@@ -16,7 +16,8 @@ from ir.frontends import numpy_matmul
 from ir.frontends.torch_base import Converter, Importer, _axis, _np_dtype, _tup, _Unsupported, aten
 # the shape/view converters, registered in CONVERTERS below
 from ir.frontends.torch_layout_ops import (_cat, _expand, _flatten, _permute, _select, _slice_node, _split,
-                                           _squeeze, _transpose, _unbind, _unsqueeze, _view)
+                                           _squeeze, _transpose, _unbind, _unflatten, _unsqueeze,
+                                           _view)
 
 _A = aten
 
@@ -57,9 +58,12 @@ def _dropout(imp, a, node):
 
 
 def _to_copy(imp, a, node):
+    """``_to_copy`` / ``to``: a conversion to the dtype the tensor has already (``x.float()`` on float32) is a
+    no-op; a real conversion is refused (the IR has no cast). Device and layout arguments do not matter here."""
     x = a["self"]
-    if a.get("dtype") is not None and _np_dtype(a["dtype"]) != imp.b.type_of(x).dtype:
-        raise _Unsupported(f"dtype conversion to {a['dtype']} is not supported")
+    dtype = a.get("dtype")
+    if dtype is not None and _np_dtype(dtype) != imp.b.type_of(imp.t(x)).dtype:
+        raise _Unsupported(f"dtype conversion to {dtype} is not supported")
     return x
 
 
@@ -197,9 +201,9 @@ def _adaptive_avgpool(imp, a, node):
 
 def _reduce(ir_op: str) -> Converter:
     def convert(imp, a, node):
-        if a.get("dtype") is not None:
-            raise _Unsupported("a dtype argument is not supported")
         x = imp.t(a["self"])
+        if a.get("dtype") is not None and _np_dtype(a["dtype"]) != imp.b.type_of(x).dtype:
+            raise _Unsupported(f"a dtype argument that converts ({a['dtype']}) is not supported")
         rank = len(imp.shape(x))
         dims = a.get("dim")
         dims = range(rank) if dims is None or dims == [] or dims == () else dims
@@ -276,11 +280,12 @@ CONVERTERS: dict[Any, Converter] = {
     _A.flatten.using_ints: _flatten, _A.permute.default: _permute, _A.transpose.int: _transpose,
     _A.t.default: _transpose, _A.cat.default: _cat, _A.slice.Tensor: _slice_node, _A.select.int: _select,
     _A.split.Tensor: _split, _A.split_with_sizes.default: _split, _A.chunk.default: _split,
-    _A.unbind.int: _unbind, _A.unsqueeze.default: _unsqueeze, _A.squeeze.dim: _squeeze,
+    _A.unbind.int: _unbind, _A.unflatten.int: _unflatten, _A.unsqueeze.default: _unsqueeze, _A.squeeze.dim: _squeeze,
     _A.squeeze.dims: _squeeze, _A.squeeze.default: _squeeze, _A.expand.default: _expand,
     _A.scaled_dot_product_attention.default: _sdpa,
     # no-ops in inference
     _A.clone.default: _identity, _A.alias.default: _identity, _A.contiguous.default: _identity,
     _A.detach.default: _identity, _A.lift_fresh_copy.default: _identity, _A.dropout.default: _dropout,
-    _A._to_copy.default: _to_copy,
+    _A._to_copy.default: _to_copy, _A.to.dtype: _to_copy, _A.to.dtype_layout: _to_copy,
+    _A.to.device: _to_copy,
 }

@@ -645,3 +645,33 @@ def test_node_errors_name_the_node():
     runtime_shape = make_model([N("Reshape", ["X", "S"], ["Y"], name="r")], {"X": (2, 3), "S": (2,)}, ["Y"])
     runtime_shape.graph.input[1].type.tensor_type.elem_type = TensorProto.INT64
     assert "must be a constant" in _one_line_error(from_onnx, runtime_shape)
+
+
+# ---- spellings of older opsets and mixed types (each refused with a raw Python error before) --------------
+def test_pow_with_a_constant_integer_exponent():
+    # opset 12 lets the exponent be an integer tensor; it was refused as "inputs have different dtypes"
+    check_against_ort(make_model([N("Pow", ["X", "e"], ["Y"])], {"X": (2, 3)}, ["Y"],
+                                 {"e": np.array(2, np.int64)}, opset=13))
+
+
+def test_concat_opset1_defaults_its_axis_to_1():
+    model = make_model([N("Concat", ["X", "Z"], ["Y"])], {"X": (2, 3), "Z": (2, 2)}, ["Y"], opset=1)
+    graph = from_onnx(model)
+    assert graph.node(graph.outputs[0]).shape == (2, 5)
+
+
+def test_cast_opset1_names_its_type():
+    graph = from_onnx(make_model([N("Cast", ["X"], ["Y"], to="FLOAT")], {"X": (2, 3)}, ["Y"], opset=1))
+    assert graph.node(graph.outputs[0]).shape == (2, 3)
+
+
+@pytest.mark.parametrize("op", ["ReduceMean", "GlobalAveragePool"])
+def test_integer_means_are_refused_at_import(op):
+    # the mean is a true division: int32 imported fine, then failed inside TVM's lowering
+    graph = helper.make_graph([N(op, ["X"], ["Y"])], "t", [helper.make_tensor_value_info("X", TensorProto.INT32,
+                                                                                         [1, 2, 3, 3])],
+                              [helper.make_tensor_value_info("Y", TensorProto.INT32, None)])
+    opsets = [helper.make_opsetid("", 13)]
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=helper.find_min_ir_version_for(opsets))
+    with pytest.raises(ModelImportError, match="int32 are not supported yet"):
+        from_onnx(model)

@@ -297,3 +297,33 @@ def test_integer_inputs_promoted_to_float_are_refused_not_truncated():
 
     with pytest.raises(ModelImportError, match="dtype int64 differs from torch's float32"):
         nacos.load(Half(), (torch.arange(6).reshape(2, 3),))
+
+
+def test_conversions_to_the_same_dtype_and_unflatten_are_imported():
+    # x.float() on float32 (aten.to.dtype), sum(dtype=float32) and unflatten (nn.TransformerEncoderLayer uses it)
+    # were refused as unsupported
+    class M(nn.Module):
+        def forward(self, x):
+            y = x.float().to(torch.float32).unflatten(1, (2, -1))
+            return y.sum(dim=-1, dtype=torch.float32)
+
+    check(M(), torch.randn(3, 8))
+
+    class Half(nn.Module):
+        def forward(self, x):
+            return x.half()
+
+    assert "dtype conversion to torch.float16 is not supported" in _one_line_error(Half(), torch.randn(3))
+
+
+def test_import_leaves_the_module_in_its_mode():
+    module = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5), nn.Sequential(nn.BatchNorm1d(4)))
+    module.train()
+    module[2].eval()  # mixed modes come back as they were
+    from_torch(module, (torch.randn(2, 4),))
+    assert module.training and module[1].training and not module[2].training and not module[2][0].training
+
+
+def test_transformer_encoder_layer():
+    torch.manual_seed(0)
+    check(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True, dropout=0.0), torch.randn(2, 5, 16))

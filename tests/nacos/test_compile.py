@@ -142,3 +142,22 @@ def test_reshapes_are_views_not_kernels():
     xv = rng.standard_normal((2, 8, 6)).astype("float32")
     want = 1 / (1 + np.exp(-np.maximum(np.maximum(xv, 0).reshape(2, 6, 8).transpose(0, 2, 1), 0).reshape(2, -1)))
     np.testing.assert_allclose(model(xv)[0], want, rtol=1e-5, atol=1e-6)
+
+
+def test_an_output_that_is_a_constant_is_returned():
+    # an initializer listed as an output (or one folded at import) is no kernel's output: compile raised KeyError
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Add", ["w", "w"], ["folded"])], "t",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("r", "w", "folded")],
+        [numpy_helper.from_array(np.arange(3, dtype=np.float32), "w")])
+    opsets = [helper.make_opsetid("", 17)]
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=helper.find_min_ir_version_for(opsets))
+    x = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+    got = nacos.compile(nacos.load(model))(x)
+    want = ort_run(model.SerializeToString(), x)
+    assert len(got) == 3
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)

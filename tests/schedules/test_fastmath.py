@@ -106,3 +106,21 @@ def test_sigmoid_and_silu_lower_through_the_bounded_denominator():
     for bounded in (1 / (1 + sympy.exp(-x)), x / (1 + sympy.exp(-x))):
         assert text(bounded).count("T.Select") == 2
     assert text(sympy.log(1 + sympy.exp(x))).count("T.Select") == 3  # softplus keeps the guarded exp
+
+
+def test_erf_keeps_nan():
+    # the clamp to [−4, 4] turned NaN into 4, so erf(NaN) read 1.0
+    got = _run(fast_erf, np.array([np.nan, 0.5, np.nan, 1.0, np.inf, -np.inf, 0.0, -np.nan], np.float32))
+    assert np.isnan(got[[0, 2, 7]]).all()
+    np.testing.assert_allclose(got[[1, 3, 4, 5, 6]], [math.erf(0.5), math.erf(1.0), 1.0, -1.0, 0.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("fn, ref", [
+    (fast_erf, np.vectorize(math.erf)),
+    (fast_one_plus_exp, lambda x: 1.0 + np.exp(x)),
+])
+def test_half_precision_compiles_and_is_accurate(fn, ref):
+    # LLVM has no float16 erf (it computes in float32), and 1 + e^x added a float32 constant to a float16 value
+    x = np.linspace(-3, 3, 64)
+    got = _run(fn, x, "float16").astype(np.float64)
+    np.testing.assert_allclose(got, ref(x.astype(np.float16).astype(np.float64)), rtol=2e-3, atol=2e-3)

@@ -93,13 +93,20 @@ def schedule_chain(sch: Schedule, knobs: dict | None = None) -> None:
     # the depthwise row, inside the same parallel iteration, in tiles of columns × lanes
     sch.compute_at(row_out, rows)
     loops = sch.get_loops(row_out)
-    cols_o, _ = sch.split(loops[-2], [None, knobs["dw_w"]])
-    loops = sch.get_loops(row_out)
+    if dw_width > 1:
+        cols_o, _ = sch.split(loops[-2], [None, knobs["dw_w"]])
+        loops = sch.get_loops(row_out)
+        sch.unroll(loops[-2])
+    else:  # a row of one column has nothing to tile (and TVM would drop the unit loops of a split)
+        cols_o = loops[-2]
     sch.vectorize(loops[-1])
-    sch.unroll(loops[-2])
     sch.compute_at(D, cols_o)
-    cols, lanes, taps_r, taps_s = sch.get_loops(D)[-4:]
-    sch.reorder(taps_r, taps_s, cols, lanes)
-    sch.unroll(cols)
+    if dw_width > 1:
+        cols, lanes, taps_r, taps_s = sch.get_loops(D)[-4:]
+        sch.reorder(taps_r, taps_s, cols, lanes)
+        sch.unroll(cols)
+    else:
+        lanes, taps_r, taps_s = sch.get_loops(D)[-3:]
+        sch.reorder(taps_r, taps_s, lanes)
     sch.vectorize(lanes)
     sch.decompose_reduction(D, taps_r)

@@ -60,6 +60,7 @@ from schedules.kernel import Access, KernelShape, kernel_shape  # noqa: F401  (r
 MAX_TILE = 64             # largest inner or mid factor
 MAX_ACC_ELEMS = 4096      # local accumulator tile (16 KB of fp32; bigger ones took LLVM up to a minute)
 MAX_UNROLLED = 256        # explicitly unrolled statements (LLVM compile time grows with it)
+REPAIR_PASSES = 4  # repair's fixes settle in two passes on every space tried; a cap, not a loop forever
 RAGGED_INNER = (3, 4, 5)  # register-tile factors allowed where they do not divide the axis (mid 1, last tile
                           # under a predicate): 7- and 14-column rows, see schedules.packed.RAGGED_TILES
 FUSE_LAST_APART = {1: 0, 0: 1, 2: 2}  # fuse_last → trailing outer loops kept out of the fused (parallel) one
@@ -309,7 +310,18 @@ class ScheduleSpace:
 
     # ---- validity ---------------------------------------------------------------------------------------------
     def repair(self, point: Point) -> Point:
-        """The closest valid point: unknown knobs dropped, missing ones defaulted, bad combinations fixed."""
+        """The closest valid point: unknown knobs dropped, missing ones defaulted, bad combinations fixed.
+
+        One fix can undo another (whole vector tiles can leave a packed layout with one lane), so the fixes run
+        until nothing changes: a repaired point is valid, and is the point that is built and stored."""
+        for _ in range(REPAIR_PASSES):
+            fixed = self._repair_once(point)
+            if fixed == point:
+                break
+            point = fixed
+        return point
+
+    def _repair_once(self, point: Point) -> Point:
         if point == DEFAULT_SCHEDULE:
             return point
         v = {}

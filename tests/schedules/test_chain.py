@@ -169,14 +169,17 @@ def test_a_chain_has_a_space_of_register_tiles_and_its_default_point_is_the_defa
     assert row["chain"] == 1.0 and row["acc_vregs"] == points[0]["pw_k"] * points[0]["pw_w"]
 
 
-def test_every_measured_chain_point_computes_what_the_reference_computes():
+@pytest.mark.parametrize("size", [7, 1])
+def test_every_measured_chain_point_computes_what_the_reference_computes(size):
     import random
 
     from schedules.measure import LocalBuilder, MeasureInput, measure
     from schedules.runner import LocalRunner
     from schedules.space import space_for
 
-    w = _chain_workload(size=7)  # 7 columns: ragged tiles (pw_w 2, 3, 4, …) leave a partial last tile
+    # 7 columns: ragged tiles (pw_w 2, 3, 4, …) leave a partial last tile; 1 column (a deep stage of a small
+    # input) has nothing to tile: every point of its space failed to schedule
+    w = _chain_workload(size=size)
     space = space_for(w)
     rng = random.Random(1)
     points = list(dict.fromkeys([space.default()] + [space.sample(rng) for _ in range(5)]))

@@ -79,3 +79,23 @@ def test_worker_errors_are_data(runner):
     assert res.ok and res.value == 3  # the same worker is still alive and reused
     assert w.restarts == 0
 
+
+
+def test_an_infinite_reference_value_does_not_disable_the_check():
+    # the tolerance grew with the largest expected value: one +inf in the reference made it infinite, and then
+    # any finite output passed
+    from schedules.runner import TimingConfig, WrongResult, check_and_time
+    from schedules.tvm_env import tvm
+
+    te = tvm.te
+    a = te.placeholder((8,), "float32", name="A")
+    b = te.compute((8,), lambda i: a[i] + 1.0, name="B")
+    lib = tvm.compile(te.create_prim_func([a, b]), "llvm").mod
+    x = np.arange(8, dtype=np.float32)
+    x[3] = np.inf  # the reference and the kernel both give +inf there
+    cfg = TimingConfig(repeat=1, min_repeat_ms=0)
+    assert len(check_and_time(lib, tvm.cpu(), [x], x + 1, cfg)) == 1
+    wrong = x + 1
+    wrong[5] = 100.0  # the kernel writes 6.0 there
+    with pytest.raises(WrongResult):
+        check_and_time(lib, tvm.cpu(), [x], wrong, cfg)

@@ -62,7 +62,7 @@ def tuned_timings(graphs: dict, trials: int, db: Path, rounds: int, say) -> dict
 
 
 def bench_model(name: str, args, say) -> dict:
-    from nacos.gos import gos
+    from nacos.operator_search import gos
 
     graph, trained = train_original(name, args.epochs, say)
     t0 = time.perf_counter()

@@ -24,7 +24,7 @@ __all__ = ["load", "compile", "inspect", "tune", "gos", "optimize", "Compiled", 
 
 if TYPE_CHECKING:
     from nacos.compiled import Compiled
-    from nacos.gos import gos
+    from nacos.operator_search import gos
     from nacos.joint.api import optimize
     from nacos.tuning import tune
 
@@ -43,7 +43,7 @@ def __getattr__(name: str):
 
         return optimize
     if name == "gos":
-        from nacos.gos import gos
+        from nacos.operator_search import gos
 
         return gos
     raise AttributeError(f"module 'nacos' has no attribute {name!r}")

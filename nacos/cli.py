@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+REDIRECTED_WIDTH = 240  # columns of a table written to a file or a pipe
 
 
 class UsageError(Exception):
@@ -37,9 +40,10 @@ def _bad_input_types() -> tuple[type, ...]:
     from ir.verify import IRError
     from nacos.compiled import InputError
     from nacos.outdir import OutputFolderError
+    from schedules.fusion import SettingError
 
     return (UsageError, ModelImportError, UnsupportedOpError, IRError, InputError, OutputFolderError,
-            FileNotFoundError)
+            FileNotFoundError, SettingError)
 
 
 def open_db(path: str, readonly: bool):
@@ -92,7 +96,9 @@ def _load(args) -> "object":
 def _console():
     from rich.console import Console
 
-    return Console()
+    # rich fits tables to 80 columns when the output is not a terminal: a redirected table lost its shapes to "…"
+    wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(width=REDIRECTED_WIDTH if wide else None)
 
 
 # ---- nacos ops ---------------------------------------------------------------------------------------------
@@ -100,7 +106,7 @@ def cmd_ops(args) -> int:
     from ir.registry import all_ops
 
     if args.op == "analyze":
-        from nacos.gos import cmd_ops_analyze
+        from nacos.operator_search import cmd_ops_analyze
 
         return cmd_ops_analyze(args)
     if args.model:
@@ -211,6 +217,9 @@ def cmd_compile(args) -> int:
 # ---- nacos tune --------------------------------------------------------------------------------------------
 def _runner(args):
     if not args.rpc:
+        for flag, given in (("--rpc-key", args.rpc_key), ("--cross-cc", args.cross_cc)):
+            if given:
+                raise UsageError(f"{flag} is for measuring on a board: it needs --rpc HOST:PORT")
         if not args.cache_flush:
             return None  # the tuner's own local runner
         from schedules.runner import LocalRunner
@@ -251,8 +260,20 @@ def cmd_tune(args) -> int:
             target_key(target)
         except Exception as e:  # noqa: BLE001 — TVM's own message names what is wrong with the target
             raise UsageError(f"--target {args.target!r}: {str(e).splitlines()[0] if str(e) else e}") from None
+        from schedules.tvm_env import not_runnable_here
+
+        why = None if args.rpc else not_runnable_here(target)
+        if why:  # every measurement would fail, and the database would keep the failures
+            raise UsageError(f"--target: {why}, so its kernels cannot be timed here; measure them on the board "
+                             "with --rpc HOST:PORT --rpc-key KEY (docs/tuning.md)")
     graph = _load(args)
     runner = _runner(args)
+    if args.rpc:
+        try:  # the tracker is checked before the database is touched: a failed check writes nothing
+            runner.start()
+        except ConnectionError as e:
+            runner.close()
+            raise UsageError(str(e)) from None
     open_db(args.db, readonly=False).close()
     builder = None
     if args.cross_cc or args.workers:
@@ -352,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(fn=cmd_ops)
 
-    from nacos.gos import add_arguments as _gos_arguments
+    from nacos.operator_search import add_arguments as _gos_arguments
 
     _gos_arguments(sub.add_parser("gos", help="operator search: replace the costliest ops with cheaper math"))
 
@@ -425,13 +446,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # warnings read as one line, like errors (not "path/file.py:84: UserWarning: …" and the source line)
+    formatted = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_, **__: f"nacos {args.command}: warning: {message}\n"
     try:
         return args.fn(args)
+    except BrokenPipeError:  # `nacos ops | head`: the reader left; the rest of the output goes nowhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except Exception as e:  # noqa: BLE001
         if isinstance(e, _bad_input_types()):
             print(f"nacos {args.command}: error: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT
         raise
+    finally:
+        warnings.formatwarning = formatted
 
 
 if __name__ == "__main__":

@@ -298,15 +298,44 @@ def load(name: str | os.PathLike, **kw) -> Dataset:
     if isinstance(name, Dataset):
         return name
     key = str(name)
-    if key in _LOADERS:
-        return _LOADERS[key](**kw)
     path = Path(key)
+    if key in _LOADERS:
+        return _call(key, _LOADERS[key], (), kw)
     if path.suffix.lower() == ".npz":
-        return load_npz(path, **kw)
+        return _call("npz", load_npz, (path,), kw)
     if path.is_dir():
-        return load_folder(path, **kw)
+        return _call("folder", load_folder, (path,), kw)
     raise DatasetError(f"unknown dataset {key!r}; valid names: {', '.join(available())} "
                        f"(or a directory of class folders, or an .npz file)")
+
+
+def _call(label: str, loader: Callable[..., Dataset], args: tuple, kw: dict) -> Dataset:
+    """``loader(*args, **kw)``; ``train_size`` / ``test_size`` work for every loader (those that do not take them
+    get stratified subsets of their splits, normalized as the whole training split), and an option no loader
+    takes is a :class:`DatasetError`, not a ``TypeError``."""
+    import inspect
+
+    params = inspect.signature(loader).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        sizes = {k: kw.pop(k) for k in ("train_size", "test_size") if k in kw and k not in params}
+        unknown = sorted(k for k in kw if k not in params)
+        if unknown:
+            takes = ", ".join(n for n in params if n not in ("root", "path")) + ", train_size, test_size"
+            raise DatasetError(f"{label}: unknown option(s) {', '.join(unknown)}; it takes {takes}")
+    else:
+        sizes = {}
+    for k, v in sizes.items():
+        if v is not None and (not isinstance(v, int) or v < 1):
+            raise DatasetError(f"{label}: {k}={v!r} must be a positive number of examples")
+    ds = loader(*args, **kw)
+    if not sizes:
+        return ds
+    import dataclasses
+
+    seed = int(kw.get("seed", 0))
+    train = Split(*_subset(ds.train.x, ds.train.y, sizes.get("train_size"), seed + 2))
+    test = Split(*_subset(ds.test.x, ds.test.y, sizes.get("test_size"), seed + 3))
+    return dataclasses.replace(ds, train=train, test=test)
 
 
 def fashion_mnist_installed(root: str | os.PathLike | None = None) -> bool:

@@ -23,11 +23,15 @@ from schedules.lowering import Group
 LAYOUTS = ("blocked", "nchw")
 
 
+class SettingError(ValueError):
+    """An environment setting (``NACOS_LAYOUT``, ``NACOS_CHAINS``) with a value that means nothing."""
+
+
 def default_layout() -> str:
     """The activation layout kernels are built for: ``NACOS_LAYOUT`` (blocked | nchw), blocked by default."""
     layout = os.environ.get("NACOS_LAYOUT", "blocked").strip().lower() or "blocked"
     if layout not in LAYOUTS:
-        raise ValueError(f"NACOS_LAYOUT={layout!r}: choose one of {', '.join(LAYOUTS)}")
+        raise SettingError(f"NACOS_LAYOUT={layout!r}: choose one of {', '.join(LAYOUTS)}")
     return layout
 
 
@@ -66,7 +70,7 @@ def chains_enabled() -> bool:
     """Whether :func:`partition` joins :data:`CHAINS` (``NACOS_CHAINS``: 1 by default, 0 to turn it off)."""
     value = os.environ.get("NACOS_CHAINS", "1").strip().lower()
     if value not in ("", "0", "1", "true", "false", "on", "off"):
-        raise ValueError(f"NACOS_CHAINS={value!r}: use 1 or 0")
+        raise SettingError(f"NACOS_CHAINS={value!r}: use 1 or 0")
     return value in ("", "1", "true", "on")
 
 

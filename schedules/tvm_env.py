@@ -34,6 +34,19 @@ def host_target(num_cores: int | None = None) -> "tvm.target.Target":
                               "num-cores": int(num_cores or num_threads())})
 
 
+def not_runnable_here(spec) -> str | None:
+    """Why kernels built for ``spec`` cannot run on this machine (another kind, another CPU architecture), or
+    None when they can."""
+    t = make_target(spec)
+    if t.kind.name != "llvm":
+        return f"its kind is {t.kind.name}, not this CPU's llvm"
+    triple = t.attrs.get("mtriple")
+    here = tvm.target.codegen.llvm_get_system_triple()
+    if triple and str(triple).split("-")[0] != here.split("-")[0]:
+        return f"it builds for {triple}, and this machine is {here}"
+    return None
+
+
 def make_target(spec=None) -> "tvm.target.Target":
     if spec is None or spec in ("host", "llvm", "cpu"):
         return host_target()

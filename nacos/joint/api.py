@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sqlite3
 import time
 import warnings
 from dataclasses import fields, replace
@@ -64,24 +65,37 @@ def _validate(cfg: OptimizeConfig) -> None:
             raise OptimizeError(f"{name} cannot be negative, got {getattr(cfg, name)}")
 
 
-def _check_out(out: Path, resume: bool, force: bool) -> bool:
-    """Whether ``out`` holds a run; errors for what cannot be done there. Writes nothing."""
+def _check_out(out: Path, resume: bool, force: bool, inputs: tuple[str | None, ...] = ()) -> bool:
+    """Whether ``out`` holds a run; errors for what cannot be done there. Writes nothing.
+
+    A folder that holds no run must be empty (or missing), as for ``nacos compile``/``gos``, unless ``force``:
+    then, like a run started over, it is replaced. ``force`` never deletes the current folder, one above it, or
+    one holding an input (``inputs``: the model and dataset paths)."""
     if out.exists() and not out.is_dir():
         raise OptimizeError(f"{out} exists and is not a folder")
     has_run = (out / DB_NAME).exists() or (out / "checkpoint.pkl").exists()
     if resume and not has_run:
         raise OptimizeError(f"{out}: nothing to resume (no {DB_NAME} there)")
-    if has_run and not resume:
-        if not force:
-            raise OptimizeError(f"{out} holds a run already: --resume continues it, --force starts over")
+    if resume:
+        return has_run
+    if has_run and not force:
+        raise OptimizeError(f"{out} holds a run already: --resume continues it, --force starts over")
+    if not has_run and out.exists() and any(out.iterdir()) and not force:
+        raise OptimizeError(f"{out} exists and is not empty, and holds no nacos optimize run "
+                            "(use --force to overwrite)")
+    if force and out.exists() and any(out.iterdir()):
         if is_cwd_or_above(out):
             raise OptimizeError(f"{out} is the current folder or one above it: --force would delete it; "
                                 "give the run a folder of its own")
+        for item in inputs:
+            if item is not None and Path(item).exists() and out.resolve() in Path(item).resolve().parents:
+                raise OptimizeError(f"{out} holds the input {item}: --force would delete it; "
+                                    "give another output folder")
     return has_run
 
 
 def _prepare_out(out: Path, start_over: bool) -> None:
-    """Create ``out`` (after :func:`_check_out`), emptied first when a run there is started over."""
+    """Create ``out`` (after :func:`_check_out`), emptied first when it is started over (``--force``)."""
     if start_over:
         shutil.rmtree(out)
     try:
@@ -121,13 +135,68 @@ def _check_fit(space, ds) -> None:
                             f"{e}") from None
 
 
-def optimize(space: str = "hyt", dataset: str = "digits", *, out: str | Path = "nacos-optimize",
+def _saved_config(out: Path) -> OptimizeConfig | None:
+    """The configuration the run in ``out`` started with; None when there is none."""
+    from nacos.joint.store import RunStore
+
+    db = out / DB_NAME
+    if not db.is_file():
+        return None
+    try:
+        store = RunStore(str(db), "joint")
+        try:
+            saved = store.get_meta("config")
+        finally:
+            store.close()
+    except sqlite3.Error as e:
+        raise OptimizeError(f"{db}: cannot be read as a run's database ({e})") from None
+    return OptimizeConfig(**saved) if saved else None
+
+
+def _same(name: str, value: Any, saved: Any) -> bool:
+    if name in ("dataset", "model"):  # saved absolute when they are paths (see _absolute)
+        value = _absolute(None if value is None else str(value))
+    return value == saved
+
+
+def _ignored_on_resume(saved: OptimizeConfig, given: dict[str, Any]) -> list[tuple[str, Any, str, Any]]:
+    """What a resume of the run ``saved`` ignores of the options ``given`` explicitly: (name, value given, name
+    kept, value kept), in :class:`OptimizeConfig`'s order. A resumed run keeps its whole configuration (its
+    search space, budget, genome and constraints define the checkpoint it continues), so every option given that
+    differs from the saved one is ignored; ``space`` given to a run of a ``model`` is ignored too."""
+    ignored = []
+    for f in fields(OptimizeConfig):
+        if f.name not in given:
+            continue
+        value = given[f.name]
+        if f.name == "space" and saved.model is not None and not _same("model", given.get("model"), saved.model):
+            ignored.append(("space", value, "model", saved.model))  # the run searched a model, not a space
+        elif f.name == "model" and value is not None and saved.model is None:
+            ignored.append(("model", value, "space", saved.space))
+        elif not _same(f.name, value, getattr(saved, f.name)):
+            ignored.append((f.name, value, f.name, getattr(saved, f.name)))
+    return ignored
+
+
+def resume_ignored(out: str | Path, given: dict[str, Any]) -> list[tuple[str, Any, str, Any]]:
+    """What ``optimize(out=out, resume=True, **given)`` would ignore of ``given`` (see :func:`_ignored_on_resume`);
+    empty when ``out`` holds no saved run (``optimize`` then says what is wrong)."""
+    out = Path(out)
+    saved = _saved_config(out) if out.is_dir() else None
+    return _ignored_on_resume(saved, given) if saved is not None else []
+
+
+def optimize(space: str | None = None, dataset: str | None = None, *, out: str | Path = "nacos-optimize",
              resume: bool = False, force: bool = False, progress: bool = False,
              on_event: Callable[..., None] | None = None, **options: Any) -> Result:
     """Run (or, with ``resume``, continue) a joint search; see :class:`nacos.joint.runs.OptimizeConfig` for the
     options (``model``, ``target``, ``fidelity``, ``epochs``, ``budget_minutes``, ``latency_max_ms``,
     ``memory_max_mb``, ``population``, ``slots``, ``menu_size``, ``measure_per_generation``, ``tune_trials``,
-    ``top_kernels``, ``seed``, ``baseline``)."""
+    ``top_kernels``, ``seed``, ``baseline``); ``space`` and ``dataset`` default to ``"hyt"`` and ``"digits"``.
+
+    ``out`` must be missing, empty, or (``resume``/``force``) hold a run; ``force`` replaces a folder holding
+    anything else too. A resumed run keeps the configuration it started with: the arguments passed here that
+    differ from it are ignored, with a warning naming them."""
     from nacos import data as data_mod
     from nacos.joint.progress import SearchProgress
     from nacos.joint.report import write_outputs
@@ -137,29 +206,34 @@ def optimize(space: str = "hyt", dataset: str = "digits", *, out: str | Path = "
     unknown = set(options) - {f.name for f in fields(OptimizeConfig)}
     if unknown:
         raise OptimizeError(f"unknown options {sorted(unknown)}")
-    cfg = OptimizeConfig(space=space, dataset=str(dataset), **options)
-    _validate(cfg)
+    given = dict(options)  # what the caller passed: a resume says which of these it ignores
+    if space is not None:
+        given["space"] = space
+    if dataset is not None:
+        given["dataset"] = str(dataset)
+    cfg = OptimizeConfig(**given)
     # everything that can be wrong is checked before the folder is touched: a failed start leaves no run behind
-    has_run = _check_out(out, resume, force)
-    if has_run and resume:
-        store = RunStore(str(out / DB_NAME), "joint")
-        saved = store.get_meta("config")
-        store.close()
-        if saved:
-            given, cfg = cfg, OptimizeConfig(**saved)  # a resumed run keeps its configuration
-            ignored = sorted(k for k in options if k not in ("dataset", "model")
-                             and getattr(given, k) != getattr(cfg, k))
-            if ignored:
-                warnings.warn(f"{out}: the run resumes with the configuration it started with; ignored: "
-                              + ", ".join(f"{k}={getattr(given, k)!r} (kept {getattr(cfg, k)!r})" for k in ignored),
-                              stacklevel=2)
+    if not resume:
+        _validate(cfg)
+    _check_out(out, resume, force, inputs=(cfg.model, cfg.dataset))
+    saved = _saved_config(out) if resume else None
+    if saved is not None:
+        ignored = _ignored_on_resume(saved, given)
+        if ignored:
+            warnings.warn(f"{out}: resuming: the saved run's settings are kept; ignored: "
+                          + ", ".join(f"{k}={v!r} (kept {kk}={kv!r})" if kk != k else f"{k}={v!r} (kept {kv!r})"
+                                      for k, v, kk, kv in ignored), stacklevel=2)
+        cfg = saved  # a resumed run keeps its configuration
     else:
         cfg = replace(cfg, dataset=_absolute(cfg.dataset), model=_absolute(cfg.model))
+    if resume:
+        _validate(cfg)
+    start_over = not resume and out.is_dir() and any(out.iterdir())  # --force: _check_out allowed it
     ds = data_mod.load(cfg.dataset)
     space_obj, teacher = _load_space(cfg, ds)
     if cfg.model is not None:  # a model takes one input shape and gives its classes (the named spaces adapt)
         _check_fit(space_obj, ds)
-    _prepare_out(out, start_over=has_run and not resume)
+    _prepare_out(out, start_over=start_over)
     store = RunStore(str(out / DB_NAME), "joint")
     if not (resume and store.get_meta("config")):
         store.set_meta("config", cfg.as_dict())

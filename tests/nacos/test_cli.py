@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -108,3 +109,48 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, command, zoo_onnx
 def test_inspect_light_model_from_onnx_wheel(capsys):
     code, out, _ = run_cli("inspect", str(LIGHT_MODELS / "light_squeezenet.onnx"), "--json", capsys=capsys)
     assert code == 0 and json.loads(out)["totals"]["flops"] > 1e8
+
+
+def test_a_closed_pipe_and_a_bad_setting_end_without_a_traceback(zoo_onnx, tmp_path):
+    # `nacos ops | head -1` ended in a BrokenPipeError traceback; NACOS_LAYOUT=bogus in a full traceback
+    import os
+
+    proc = subprocess.run(f"{sys.executable} -m nacos.cli ops | head -1", shell=True, capture_output=True,
+                          text=True, timeout=120)
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr and proc.stdout.count("\n") == 1
+    path, _ = zoo_onnx["small_cnn"]
+    env = dict(os.environ, NACOS_LAYOUT="bogus")
+    proc = subprocess.run([sys.executable, "-m", "nacos.cli", "compile", str(path), "-o", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "nacos compile: error: NACOS_LAYOUT='bogus': choose one of blocked, nchw")
+
+
+def test_a_table_written_to_a_file_keeps_its_columns(zoo_onnx, tmp_path, monkeypatch):
+    # rich fitted tables to 80 columns when stdout was not a terminal: shapes came out as "1x64x1…"
+    import os
+
+    path, _ = zoo_onnx["resnet18"]
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    with open(tmp_path / "table.txt", "w") as f:
+        subprocess.run([sys.executable, "-m", "nacos.cli", "inspect", str(path)], stdout=f, env=env, check=True,
+                       timeout=300)
+    text = (tmp_path / "table.txt").read_text()
+    assert "…" not in text and "/conv1/Conv_output_0" in text and "1x64x32x32" in text
+
+
+def test_warnings_are_one_line():
+    # a warning printed as "path/file.py:84: UserWarning: …" plus the source line
+    code = textwrap.dedent("""
+        import warnings
+        import nacos.cli as cli
+
+        def ops(args):
+            warnings.warn("the database holds none of this model's kernels")
+            return 0
+
+        cli.cmd_ops = ops
+        raise SystemExit(cli.main(["ops"]))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "nacos ops: warning: the database holds none of this model's kernels\n"

@@ -157,3 +157,17 @@ def test_npz_without_a_channel_axis_of_1_or_3_is_refused(tmp_path):
     np.savez(path, x=np.zeros((12, 16, 16, 4), np.uint8), y=np.arange(12) % 2)
     with pytest.raises(DatasetError, match="no axis of 1 or 3 channels"):
         data.load(str(path))
+
+
+def test_train_and_test_sizes_work_for_every_data_set_and_unknown_options_are_dataset_errors():
+    # the docs give train_size=/test_size= for every loader; only fashion-mnist took them (digits: TypeError)
+    full = data.load("digits")
+    ds = data.load("digits", train_size=200, test_size=100)
+    assert abs(len(ds.train) - 200) <= 2 and abs(len(ds.test) - 100) <= 2 and len(ds.val) == len(full.val)
+    assert np.bincount(ds.train.y).min() >= 18  # stratified: every class keeps its share
+    again = data.load("digits", train_size=200, test_size=100)
+    np.testing.assert_array_equal(ds.train.y, again.train.y)  # deterministic
+    with pytest.raises(data.DatasetError, match="unknown option.*bogus"):
+        data.load("digits", bogus=1)
+    with pytest.raises(data.DatasetError, match="train_size=0"):
+        data.load("digits", train_size=0)

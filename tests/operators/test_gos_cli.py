@@ -104,3 +104,14 @@ def test_a_database_without_the_models_nchw_kernels_is_warned_about(tmp_path):
     with pytest.warns(UserWarning, match="--layout nchw"):
         first = model.kernels(graph)
     assert first and all(k.source == "measured" for k in first)
+
+
+def test_nacos_gos_stays_the_function():
+    # the pipeline's module was nacos/gos.py: importing it replaced the package attribute nacos.gos (the function)
+    # with the module, so the second nacos.gos(...) raised "'module' object is not callable"
+    import subprocess
+    import sys
+
+    code = ("import nacos, nacos.operator_search, nacos.cli; f = nacos.gos; import nacos; "
+            "assert callable(nacos.gos) and nacos.gos is f and nacos.gos.__module__ == 'nacos.operator_search'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -125,6 +125,11 @@ def test_compile_with_db_uses_tuned_schedules_and_matches_default(killed_and_res
     (["--trials", "0"], "--trials 0"),
     (["--target", "{not json"], "--target"),
     (["--rpc", "127.0.0.1:9190"], "--rpc-key"),
+    # kernels for another machine cannot be timed here: every trial failed, and the database kept the failures
+    (["--target", '{"kind": "llvm", "mtriple": "aarch64-linux-gnu", "num-cores": 4}'], "--rpc HOST:PORT"),
+    (["--rpc-key", "myboard"], "--rpc-key is for measuring on a board"),  # was ignored: the tune ran here
+    (["--cross-cc", "aarch64-linux-gnu-g++"], "--cross-cc is for measuring on a board"),
+    (["--rpc", "127.0.0.1:1", "--rpc-key", "b"], "cannot connect"),  # checked before the database is created
 ])
 def test_bad_tune_input_is_one_line_exit_2(args, message, model, tmp_path, capsys):
     code = main(["tune", str(model), "--db", str(tmp_path / "x.db"), *args])

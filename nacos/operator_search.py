@@ -1,6 +1,6 @@
 """``nacos gos``: Grassroots Operator Search from the API and the command line.
 
-    from nacos.gos import gos
+    from nacos.operator_search import gos
     run = gos("model.onnx", "digits", out="out/gos", generations=4, population=8)
     run.payload["pareto"]          # members: choices, test accuracy, measured speedup over the original
 
@@ -143,7 +143,7 @@ def add_arguments(s) -> None:
                    help="latency model during the search (default measured per kernel)")
     s.add_argument("--db", metavar="PATH", help="tuning database: its best schedules for search and artifacts")
     s.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default 15)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the search and of fine-tuning (default 0)")
     s.add_argument("--json", action="store_true", help="print pareto.json's summary as JSON")
     s.set_defaults(fn=cmd_gos)
 

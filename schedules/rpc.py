@@ -107,7 +107,7 @@ class RPCRunner(WorkerRunner):
         self.host, self.port, self.key = host, int(port), key
         self.timeout, self.session_timeout = timeout, session_timeout
         self.reconnect_s, self.probe_timeout = reconnect_s, probe_timeout
-        self.recorded = 0  # results handed back since start: the lost-connection error says how many are safe
+        self.recorded = 0  # results handed back by this runner: the lost-connection error says how many are safe
         self.config = TimingConfig(number, repeat, min_repeat_ms, cache_flush, rtol, atol)
         self.worker = Worker("rpc-client")
         self.name = f"rpc:{key}"
@@ -159,8 +159,8 @@ class RPCRunner(WorkerRunner):
         raise TrackerError(
             f"RPC tracker {self.host}:{self.port}: lost the device {self.key!r} in the middle of the run (after a "
             f"failed measurement: {_first_line(error)}; no session for {self.reconnect_s:.0f} s: "
-            f"{_first_line(probe.error)}). The {self.recorded} measurements made before are kept; run the same "
-            "command again to resume")
+            f"{_first_line(probe.error)}). The {self.recorded} measurements made before are kept (the database "
+            "holds them); run the same command again to resume")
 
     def _job(self, build: BuildResult):
         return self.worker.call("schedules.rpc:rpc_run_job",

@@ -65,7 +65,8 @@ def _label(name: str, result: dict) -> str:
     if name == "nacos":
         info = result.get("nacos", {})
         tuned = info.get("tuned_kernels", 0)
-        return f"nacos ({tuned}/{info.get('kernels', '?')} tuned)" if tuned else "nacos (default)"
+        # kernels whose schedule came from the database (its best measured point, which may be the default one)
+        return f"nacos ({tuned}/{info.get('kernels', '?')} from db)" if tuned else "nacos (default)"
     if name == "relax-metaschedule":
         return f"relax-ms ({result.get('metaschedule', {}).get('trials', '?')} trials)"
     return name

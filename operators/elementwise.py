@@ -16,8 +16,15 @@ from ir.registry import OpDef, register_op
 from operators.common import broadcast_shapes, floating_only, same_dtype
 
 
-def _unary_infer(attrs, in_types):
-    return in_types[0]
+INTEGER_UNARY = frozenset({"relu", "clip", "neg", "identity"})  # the rest are float math (exp, erf, x/6, …)
+
+
+def _unary_infer_of(name):
+    def infer(attrs, in_types):
+        if name not in INTEGER_UNARY:
+            floating_only(name, in_types[0].dtype)  # int64 hardsigmoid computed 0 everywhere
+        return in_types[0]
+    return infer
 
 
 def _f(attrs, key, default):
@@ -30,6 +37,15 @@ def _clip(x, a):
     return y if hi is None else sympy.Min(y, sympy.Float(hi))
 
 
+def _clip_torch(a, x):
+    lo, hi = a.get("min"), a.get("max")
+    if lo is None and hi is None:
+        return x.clone()
+    if not x.is_floating_point():  # integer bounds, truncated as the compiled code casts them (a float bound
+        lo, hi = (None if v is None else int(v) for v in (lo, hi))  # would promote the result to float)
+    return x.clamp(lo, hi)
+
+
 def _hardsigmoid(x, a):
     return sympy.Max(sympy.Min(_f(a, "alpha", 1 / 6) * x + _f(a, "beta", 0.5), 1), 0)
 
@@ -38,9 +54,7 @@ def _hardsigmoid(x, a):
 UNARY = {
     "relu": (lambda x, a: sympy.Max(x, 0),
              lambda a, x: x.relu(), "Relu", "max(x, 0)"),
-    "clip": (_clip,
-             lambda a, x: x.clone() if a.get("min") is None and a.get("max") is None else
-             x.clamp(a.get("min"), a.get("max")), "Clip", "min(max(x, min), max); relu6 is clip(0, 6)"),
+    "clip": (_clip, lambda a, x: _clip_torch(a, x), "Clip", "min(max(x, min), max); relu6 is clip(0, 6)"),
     "sigmoid": (lambda x, a: 1 / (1 + sympy.exp(-x)),
                 lambda a, x: x.sigmoid(), "Sigmoid", "1 / (1 + exp(-x))"),
     "tanh": (lambda x, a: sympy.tanh(x), lambda a, x: x.tanh(), "Tanh", "tanh(x)"),
@@ -86,10 +100,10 @@ def _onnx_gelu(x, out, ctx):
     from onnx import helper
 
     t, e, p, h = (ctx.fresh(k) for k in ("g_div", "g_erf", "g_plus", "g_half"))
-    return [helper.make_node("Div", [x, ctx.initializer(math.sqrt(2.0), "sqrt2")], [t]),
+    return [helper.make_node("Div", [x, ctx.initializer(math.sqrt(2.0), "sqrt2", like=x)], [t]),
             helper.make_node("Erf", [t], [e]),
-            helper.make_node("Add", [e, ctx.initializer(1.0, "one")], [p]),
-            helper.make_node("Mul", [x, ctx.initializer(0.5, "half")], [h]),
+            helper.make_node("Add", [e, ctx.initializer(1.0, "one", like=x)], [p]),
+            helper.make_node("Mul", [x, ctx.initializer(0.5, "half", like=x)], [h]),
             helper.make_node("Mul", [h, p], [out])]
 
 
@@ -97,13 +111,13 @@ def _onnx_gelu_tanh(x, out, ctx):
     from onnx import helper
 
     c, x3, inner, scaled, th, p, h = (ctx.fresh(k) for k in ("c", "x3", "in", "sc", "th", "p", "h"))
-    return [helper.make_node("Pow", [x, ctx.initializer(3.0, "three")], [x3]),
-            helper.make_node("Mul", [x3, ctx.initializer(0.044715, "gelu_c")], [c]),
+    return [helper.make_node("Pow", [x, ctx.initializer(3.0, "three", like=x)], [x3]),
+            helper.make_node("Mul", [x3, ctx.initializer(0.044715, "gelu_c", like=x)], [c]),
             helper.make_node("Add", [x, c], [inner]),
-            helper.make_node("Mul", [inner, ctx.initializer(math.sqrt(2 / math.pi), "gelu_k")], [scaled]),
+            helper.make_node("Mul", [inner, ctx.initializer(math.sqrt(2 / math.pi), "gelu_k", like=x)], [scaled]),
             helper.make_node("Tanh", [scaled], [th]),
-            helper.make_node("Add", [th, ctx.initializer(1.0, "one")], [p]),
-            helper.make_node("Mul", [x, ctx.initializer(0.5, "half")], [h]),
+            helper.make_node("Add", [th, ctx.initializer(1.0, "one", like=x)], [p]),
+            helper.make_node("Mul", [x, ctx.initializer(0.5, "half", like=x)], [h]),
             helper.make_node("Mul", [h, p], [out])]
 
 
@@ -119,14 +133,16 @@ def _make_unary(name, math_fn, torch_fn, onnx_op, doc):
         from onnx import helper
 
         if name == "clip":
-            lo = ctx.initializer(float(attrs["min"]) if attrs.get("min") is not None else -3.4e38, "clip_min")
-            hi = ctx.initializer(float(attrs["max"]) if attrs.get("max") is not None else 3.4e38, "clip_max")
-            return [helper.make_node("Clip", [ins[0], lo, hi], [out])]
+            bounds = [ctx.initializer(attrs[k], f"clip_{k}", like=ins[0]) if attrs.get(k) is not None else ""
+                      for k in ("min", "max")]  # "": an omitted optional input (no bound on that side)
+            while bounds and bounds[-1] == "":
+                bounds.pop()
+            return [helper.make_node("Clip", [ins[0], *bounds], [out])]
         if onnx_op is None:  # no single op in opset 17: spelled through simpler ONNX ops
             return _ONNX_DECOMPOSED[name](ins[0], out, ctx)
         return [helper.make_node(onnx_op, list(ins), [out], **_unary_onnx_attrs(name, attrs))]
 
-    register_op(OpDef(name, _unary_infer, instruction, torch_fn, onnx_fn, elementwise=True, doc=doc,
+    register_op(OpDef(name, _unary_infer_of(name), instruction, torch_fn, onnx_fn, elementwise=True, doc=doc,
                       example=lambda: ({}, (TensorType((2, 3, 4)),))))
 
 

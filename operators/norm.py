@@ -121,7 +121,7 @@ def layernorm_onnx(attrs, ins, out, ctx):
     axis = normalize_axis(int(attrs.get("axis", -1)), len(shape), "layernorm")
     ins = list(ins)
     if len(ins) == 1:  # ONNX requires Scale
-        ins.append(ctx.initializer(np.ones(shape[axis:], np.float32), "ln_scale"))
+        ins.append(ctx.initializer(np.ones(shape[axis:]), "ln_scale", like=ins[0]))
     return [helper.make_node("LayerNormalization", ins, [out], axis=axis,
                              epsilon=float(attrs.get("epsilon", 1e-5)))]
 

@@ -277,7 +277,7 @@ def pad_onnx(attrs, ins, out, ctx):
     from onnx import helper
 
     pads = ctx.initializer(np.asarray(_pads(attrs, TensorType(ctx.shape(ins[0]))), np.int64), "pads")
-    value = ctx.initializer(np.asarray(float(attrs.get("value", 0.0)), np.float32), "pad_value")
+    value = ctx.initializer(float(attrs.get("value", 0.0)), "pad_value", like=ins[0])
     return [helper.make_node("Pad", [ins[0], pads, value], [out], mode="constant")]
 
 

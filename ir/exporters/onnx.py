@@ -26,6 +26,7 @@ class ExportContext:
 
     def __init__(self, graph: Graph) -> None:
         self._shapes = {n.name: n.type.shape for n in graph.nodes}
+        self._dtypes = {n.name: n.type.dtype for n in graph.nodes}
         self._used = set(self._shapes)
         self.initializers: list[TensorProto] = []
 
@@ -43,16 +44,30 @@ class ExportContext:
         self._used.add(name)
         return name
 
-    def initializer(self, value, hint: str = "const") -> str:
-        """Add a constant initializer: float32, unless ``value`` holds integers (then int64)."""
+    def dtype(self, name: str) -> str:
+        """The element type of tensor ``name`` (so that a constant combined with it can match: ONNX ops take
+        operands of one type)."""
+        try:
+            return self._dtypes[name]
+        except KeyError:
+            raise ExportError(f"no dtype known for tensor {name!r}") from None
+
+    def initializer(self, value, hint: str = "const", like: str | None = None) -> str:
+        """Add a constant initializer: of tensor ``like``'s element type when given, else float32, unless
+        ``value`` holds integers (then int64)."""
         arr = np.asarray(value)
-        arr = arr.astype(np.int64) if arr.dtype.kind in "iub" else arr.astype(np.float32)
+        if like is not None:
+            arr = arr.astype(self.dtype(like))
+        else:
+            arr = arr.astype(np.int64) if arr.dtype.kind in "iub" else arr.astype(np.float32)
         return self.add_array(arr, self.fresh(hint))
 
     def add_array(self, arr: np.ndarray, name: str) -> str:
         self._used.add(name)
         self._shapes[name] = tuple(arr.shape)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        self._dtypes[name] = str(arr.dtype)
+        # np.require keeps a 0-d array 0-d (np.ascontiguousarray made scalars shape [1]: Clip's bounds must be scalars)
+        self.initializers.append(numpy_helper.from_array(np.require(arr, requirements="C"), name))
         return name
 
 

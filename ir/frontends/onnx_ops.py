@@ -71,11 +71,19 @@ def _gelu(imp, node, a):
     return [imp.op("gelu" if approx == "none" else "gelu_tanh", imp.t(node, 0))]
 
 
+def _scalar(v: np.ndarray, what: str) -> float:
+    """A scalar input's value; a one-element tensor (shape [1], as some exporters write it) is accepted too."""
+    v = np.asarray(v)
+    if v.size != 1:
+        raise _Unsupported(f"{what} must be a scalar, got shape {list(v.shape)}")
+    return float(v.reshape(-1)[0])
+
+
 def _clip(imp, node, a):
     if imp.opset < 11:
         lo, hi = a.get("min"), a.get("max")
     else:
-        lo, hi = (None if not imp.has(node, i) else float(imp.const_input(node, i, name))
+        lo, hi = (None if not imp.has(node, i) else _scalar(imp.const_input(node, i, name), f"Clip {name}")
                   for i, name in ((1, "min"), (2, "max")))
     x = imp.t(node, 0)
     if lo is None and hi is None:

@@ -191,3 +191,53 @@ def test_tensor_type_of_export_inputs():
     model = to_onnx(b.build([b.op("relu", x)]))
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims == [1, 2] and TensorType((1, 2)).dtype == "float32"
+
+
+# ---- scalars, clip and other dtypes (found by a differential review) ---------------------------------------
+def test_a_scalar_constant_stays_a_scalar_and_clip_round_trips():
+    # 0-d constants were written with shape [1]: scalar outputs came back (1,), full_check failed, and Clip's
+    # bounds (which must be scalars) made nacos refuse its own export of any relu6 model
+    b = GraphBuilder()
+    x = b.input("x", (2, 3))
+    s = b.op("add", b.op("reduce_sum", x, axes=(0, 1), keepdims=0), b.constant(np.array(2.0, np.float32), "c"))
+    y = b.op("clip", x, min=0.0, max=0.5)
+    graph = b.build([s, y])
+    model = to_onnx(graph)
+    onnx.checker.check_model(model, full_check=True)
+    feeds = random_feeds(graph)
+    got = run_ort(model, feeds)
+    assert got[0].shape == () and [o.shape for o in run_torch(graph, feeds)][0] == ()
+    for a, w in zip(got, run_torch(graph, feeds)):
+        np.testing.assert_allclose(a, w, rtol=RTOL, atol=ATOL)
+    again = from_onnx(model)
+    assert again.node(again.outputs[0]).shape == () and again.structural_hash() == graph.structural_hash()
+    relu6 = from_torch(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU6()).eval(), (torch.randn(1, 3, 8, 8),))
+    from_onnx(to_onnx(relu6))
+
+
+@pytest.mark.parametrize("op, attrs", [("gelu", {}), ("gelu_tanh", {}), ("clip", {"min": -0.5, "max": 0.5}),
+                                       ("pad", {"pads": (0, 1, 0, 1), "value": 0.5}), ("layernorm", {})])
+def test_float16_graphs_export_what_onnxruntime_runs(op, attrs):
+    # the helper constants of these ops were float32 next to a float16 tensor: onnxruntime refused the file
+    b = GraphBuilder()
+    x = b.input("x", (2, 8), "float16")
+    graph = b.build([b.op(op, x, **attrs)])
+    model = to_onnx(graph)
+    onnx.checker.check_model(model, full_check=True)
+    feeds = {"x": np.linspace(-2, 2, 16, dtype=np.float16).reshape(2, 8)}
+    np.testing.assert_allclose(run_ort(model, feeds)[0].astype(np.float32),
+                               run_torch(graph, feeds)[0].astype(np.float32), rtol=1e-2, atol=1e-2)
+
+
+def test_integer_elementwise_math():
+    # int64 hardsigmoid compiled to 0 everywhere (its float math on an integer type): refused; an integer clip
+    # stays integer in PyTorch too (a float bound promoted it to float32)
+    b = GraphBuilder()
+    x = b.input("x", (5,), "int64")
+    with pytest.raises(ValueError, match="hardsigmoid: inputs of dtype int64"):
+        b.op("hardsigmoid", x)
+    graph = b.build([b.op("clip", x, min=-1.0, max=2.0)])
+    feeds = {"x": np.array([-3, -1, 0, 2, 3], np.int64)}
+    (got,) = run_torch(graph, feeds)
+    assert got.dtype == np.int64 and got.tolist() == [-1, -1, 0, 2, 2]
+    np.testing.assert_array_equal(run_ort(to_onnx(graph), feeds)[0], got)

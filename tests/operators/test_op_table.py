@@ -219,21 +219,24 @@ def test_instruction_matches_torch(name, attrs, in_types):
 class _Ctx:
     """The ONNX export context of docs/ops-conventions.md, for one node."""
 
-    def __init__(self, shapes):
-        self.shapes, self.inits, self.count = shapes, [], 0
+    def __init__(self, shapes, dtypes):
+        self.shapes, self.dtypes, self.inits, self.count = shapes, dtypes, [], 0
 
     def shape(self, name):
         return self.shapes[name]
+
+    def dtype(self, name):
+        return self.dtypes[name]
 
     def fresh(self, hint):
         self.count += 1
         return f"{hint}__{self.count}"
 
-    def initializer(self, value, hint):
+    def initializer(self, value, hint, like=None):
         from onnx import numpy_helper
 
         arr = np.asarray(value)
-        arr = arr.astype(np.int64 if arr.dtype.kind in "iu" else np.float32)
+        arr = arr.astype(self.dtypes[like] if like is not None else np.int64 if arr.dtype.kind in "iu" else np.float32)
         name = self.fresh(hint)
         self.inits.append(numpy_helper.from_array(arr, name))
         return name
@@ -252,7 +255,7 @@ def test_onnx_export_matches_torch(name, attrs, in_types):
         pytest.skip("onnxruntime and empty inputs")
     out_type = op.infer(attrs, in_types)
     ins = [f"in{k}" for k in range(len(in_types))]
-    ctx = _Ctx({n: t.shape for n, t in zip(ins, in_types)})
+    ctx = _Ctx({n: t.shape for n, t in zip(ins, in_types)}, {n: t.dtype for n, t in zip(ins, in_types)})
     nodes = op.onnx(attrs, ins, "out", ctx)
     graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info(n, TensorProto.FLOAT, t.shape)
                                             for n, t in zip(ins, in_types)],

@@ -54,7 +54,7 @@ def gos(model: Any, dataset: Any = "digits", out: str | Path | None = None, *, l
     import nacos
     from nacos.data import load
     from nacos.train import train
-    from operators.gos.report import measure_side_by_side, op_effect
+    from operators.gos.report import measure_side_by_side, op_effect, speedups
     from operators.gos.search import GOSSearch
 
     say = progress or (lambda msg: None)
@@ -86,13 +86,22 @@ def gos(model: Any, dataset: Any = "digits", out: str | Path | None = None, *, l
     compiled: dict = {}
     timing = measure_side_by_side({"original": graph, **{ids[k]: result.graphs[k] for k in ids}}, schedules_for,
                                   rounds=rounds, compiled=compiled)
-    base = timing["original"]["median_s"]
-    members = [dict(ev.as_dict(), id=ids[ev.key], measured_s=timing[ids[ev.key]]["median_s"],
-                    speedup=base / timing[ids[ev.key]]["median_s"]) for ev in result.pareto]
+    sp = speedups(timing)   # fastest rounds, robust to a busy machine; spread and warning alongside
+    if sp["warning"]:
+        say(f"warning: {sp['warning']}")
+    base = sp["original_s"]
+    members = [dict(ev.as_dict(), id=ids[ev.key], **sp["members"][ids[ev.key]]) for ev in result.pareto]
+    by = {ev.key: ev for ev in result.pareto}
+    dropped = [dict(d.as_dict(), dominated_by=ids.get(d.dominated_by, d.dominated_by),
+                    by_val_accuracy=(by.get(d.dominated_by) or result.original).val_accuracy,
+                    by_latency_s=(by.get(d.dominated_by) or result.original).latency_s) for d in result.dropped]
     payload = {"graph": graph.name, "dataset": data.name, "latency_model": search.latency.kind,
-               "timing": {"rounds": rounds, "schedules": "tuned (db)" if db else "default", "original_s": base},
+               "timing": {"rounds": rounds, "schedules": "tuned (db)" if db else "default", "original_s": base,
+                          **{k: sp[k] for k in ("original_median_s", "estimator", "spread", "spread_model",
+                                                "busy", "warning")}},
                "genes": [{"node": n, "choices": list(c)} for n, c in result.genes],
                "original": dict(result.original.as_dict(), measured_s=base), "pareto": members,
+               "dropped": dropped,
                "evaluations": [e.as_dict() for e in result.evaluations], "search_seconds": result.seconds}
     run = GOSRun(result, payload, effects, compiled=compiled)
     if out is not None:
@@ -149,6 +158,7 @@ def add_arguments(s) -> None:
 
 
 def cmd_gos(args) -> int:
+    import sys
 
     from nacos.cli import UsageError, _console, _load, open_db
     from nacos.data import DatasetError
@@ -179,14 +189,23 @@ def cmd_gos(args) -> int:
     if args.json:
         from nacos.jsonsafe import dumps
 
-        print(dumps({k: p[k] for k in ("graph", "dataset", "timing", "original", "pareto")}, indent=2))
+        if p["timing"].get("warning"):
+            print(f"nacos gos: warning: {p['timing']['warning']}", file=sys.stderr)
+        print(dumps({k: p[k] for k in ("graph", "dataset", "timing", "original", "pareto", "dropped")}, indent=2))
         return 0
+    from operators.gos.report import dropped_text
+
     orig = p["original"]
     print(f"{p['graph']}: original test accuracy {orig['test_accuracy']:.3f}; {len(p['pareto'])} Pareto members "
           f"-> {args.output}/ (pareto.json, report.md, members/)")
     for m in p["pareto"]:
-        print(f"  {m['id']}: {m['speedup']:.2f}x, test accuracy {m['test_accuracy']:.3f} "
-              f"({(m['test_accuracy'] - orig['test_accuracy']) * 100:+.1f} pt): {m['key']}")
+        r = m["speedup_rounds"]
+        print(f"  {m['id']}: {m['speedup']:.2f}x (rounds {r['min']:.2f}-{r['max']:.2f}x), test accuracy "
+              f"{m['test_accuracy']:.3f} ({(m['test_accuracy'] - orig['test_accuracy']) * 100:+.1f} pt): {m['key']}")
+    for d in p["dropped"]:
+        print(f"  {dropped_text(d)}")
+    if p["timing"]["warning"]:
+        print(f"nacos gos: warning: {p['timing']['warning']}", file=sys.stderr)
     return 0
 
 

@@ -6,7 +6,12 @@
     OUT/members/<k>/model.onnx       ``ir.exporters.to_onnx`` of the member (trained weights)
 
 Latency ratios come from :func:`measure_side_by_side`: every model is compiled with the same schedules and timed
-in interleaved rounds (the machine is shared and noisy: absolute times drift, ratios measured together do not).
+in interleaved rounds, and :func:`speedups` turns those rounds into speedups. The machine is shared: load only ever
+slows a run down, and it can slow the larger models 3-4x for a stretch of rounds while a tiny member is not slowed
+at all, so neither the ratio of medians nor the median of per-round ratios is safe (both land in the slow mode
+when most rounds are slow). A speedup is the ratio of the fastest rounds, fastest(original) / fastest(member); the
+per-round ratios original/member (both timed in the same round) are reported as its spread, and when some model's
+slowest round is more than ``BUSY_SPREAD`` times its fastest the run carries a warning that the machine was busy.
 """
 
 from __future__ import annotations
@@ -76,7 +81,8 @@ def measure_side_by_side(graphs: Mapping[str, Graph], schedules_for: Callable[[G
     """Compile every graph (``schedules_for(graph)`` gives each its ``schedules=``: the same source for all) and
     time them in interleaved rounds with ``Compiled.benchmark`` (timed inside TVM).
 
-    Returns name → {median_s, min_s, max_s, rounds}; the order of the models alternates every round so none
+    Returns name → {median_s, min_s, max_s, rounds, samples_s} (``samples_s``: one time per round, in round
+    order, for :func:`speedups`); the order of the models alternates every round so none
     always goes first. ``compiled``, when given, receives name → the ``Compiled`` model (to export it)."""
     import numpy as np
 
@@ -95,8 +101,41 @@ def measure_side_by_side(graphs: Mapping[str, Graph], schedules_for: Callable[[G
         for name in (list(models) if r % 2 == 0 else list(reversed(models))):
             model, inputs = models[name]
             samples[name].append(model.benchmark(*inputs, number=number, repeat=1)[0])
-    return {k: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "rounds": len(v)}
-            for k, v in samples.items()}
+    return {k: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "rounds": len(v),
+                "samples_s": list(v)} for k, v in samples.items()}
+
+
+BUSY_SPREAD = 2.0   # a model's slowest round over its fastest: above this the machine was busy while timing
+
+
+def _quartiles(xs: list[float]) -> dict[str, float]:
+    xs = sorted(xs)
+    q = statistics.quantiles(xs, n=4, method="inclusive") if len(xs) > 1 else [xs[0]] * 3
+    return {"min": xs[0], "q1": q[0], "median": q[1], "q3": q[2], "max": xs[-1]}
+
+
+def speedups(timing: Mapping[str, Mapping], base: str = "original") -> dict:
+    """Speedups over ``base`` from :func:`measure_side_by_side`'s rounds, robust to a busy machine.
+
+    Each member's ``speedup`` is fastest(base) / fastest(member) (``measured_s``: the member's fastest round);
+    ``speedup_rounds`` is {min, q1, median, q3, max} of the per-round ratios base/member, timed in the same
+    round — their spread is how uncertain the speedup is. ``busy`` is set (with a one-line ``warning``) when some
+    model's slowest round is more than ``BUSY_SPREAD`` × its fastest (``spread``, of model ``spread_model``)."""
+    orig = timing[base]
+    members = {}
+    for name, t in timing.items():
+        if name == base:
+            continue
+        ratios = [o / m for o, m in zip(orig["samples_s"], t["samples_s"])]
+        members[name] = {"measured_s": t["min_s"], "median_s": t["median_s"], "speedup": orig["min_s"] / t["min_s"],
+                         "speedup_rounds": _quartiles(ratios)}
+    spread_model, spread = max(((k, t["max_s"] / t["min_s"]) for k, t in timing.items()), key=lambda kv: kv[1])
+    busy = spread > BUSY_SPREAD
+    warning = (f"the machine was busy while timing ({spread_model}'s slowest round took {spread:.1f}x its fastest); "
+               "the speedups (fastest rounds) are uncertain, see the per-round range") if busy else None
+    return {"original_s": orig["min_s"], "original_median_s": orig["median_s"], "members": members,
+            "estimator": "fastest round", "spread": spread, "spread_model": spread_model, "busy": busy,
+            "warning": warning}
 
 
 def write_artifacts(out: Path, key: str, graph: Graph, schedules_for: Callable[[Graph], Any] | None = None,
@@ -119,22 +158,36 @@ def _pct(x: float) -> str:
     return f"{x * 100:.1f}%"
 
 
+def _rounds(m: dict) -> str:
+    r = m.get("speedup_rounds")
+    return f"{r['min']:.2f}–{r['max']:.2f}× (IQR {r['q1']:.2f}–{r['q3']:.2f}×)" if r else "–"
+
+
 def render_markdown(payload: dict, effects: Mapping[str, list[OpEffect]]) -> str:
     """report.md from the pareto.json payload and the per-op effects of each member."""
     orig = payload["original"]
+    timing = payload["timing"]
     lines = [f"# GOS report: {payload['graph']}", "",
              f"Dataset `{payload['dataset']}`; latency model `{payload['latency_model']}`; "
-             f"whole-model speedups measured side by side ({payload['timing']['rounds']} interleaved rounds, "
-             f"{payload['timing']['schedules']} schedules). Original: test accuracy "
-             f"{_pct(orig['test_accuracy'])}, val {_pct(orig['val_accuracy'])}, {orig['flops'] / 1e6:.2f} MFLOPs.", "",
-             "## Pareto set", "",
-             "| member | replaced ops | speedup | test acc (Δ) | val acc | MFLOPs | params |",
-             "|---|---|---|---|---|---|---|"]
+             f"whole-model speedups measured side by side ({timing['rounds']} interleaved rounds, "
+             f"{timing['schedules']} schedules): fastest round of the original over the member's fastest round, "
+             "with the range of the per-round ratios. Original: test accuracy "
+             f"{_pct(orig['test_accuracy'])}, val {_pct(orig['val_accuracy'])}, {orig['flops'] / 1e6:.2f} MFLOPs."]
+    if timing.get("warning"):
+        lines += ["", f"**Warning:** {timing['warning']}."]
+    lines += ["", "## Pareto set", "",
+              "| member | replaced ops | speedup | per-round speedups | test acc (Δ) | val acc | MFLOPs | params |",
+              "|---|---|---|---|---|---|---|---|"]
     for m in payload["pareto"]:
         delta = (m["test_accuracy"] - orig["test_accuracy"]) * 100
         ops = ", ".join(f"`{n}`→`{r}`" for n, r in m["choices"].items())
-        lines.append(f"| {m['id']} | {ops} | {m['speedup']:.2f}× | {_pct(m['test_accuracy'])} ({delta:+.1f} pt) | "
-                     f"{_pct(m['val_accuracy'])} | {m['flops'] / 1e6:.2f} | {m['params']} |")
+        lines.append(f"| {m['id']} | {ops} | {m['speedup']:.2f}× | {_rounds(m)} | {_pct(m['test_accuracy'])} "
+                     f"({delta:+.1f} pt) | {_pct(m['val_accuracy'])} | {m['flops'] / 1e6:.2f} | {m['params']} |")
+    if payload.get("dropped"):
+        lines += ["", "Pareto members are chosen by validation accuracy and search latency; after the final "
+                      "fine-tune the set is filtered again on the same objectives:", ""]
+        for d in payload["dropped"]:
+            lines.append(f"* {dropped_text(d)}")
     for m in payload["pareto"]:
         lines += ["", f"## {m['id']}: {m['speedup']:.2f}× faster, test accuracy "
                       f"{(m['test_accuracy'] - orig['test_accuracy']) * 100:+.1f} pt", ""]
@@ -148,6 +201,13 @@ def render_markdown(payload: dict, effects: Mapping[str, list[OpEffect]]) -> str
                       "Original instruction:", "", "```", e.original, "```", "",
                       "Replacement instructions:", "", "```", e.replacement, "```"]
     return "\n".join(lines) + "\n"
+
+
+def dropped_text(d: dict) -> str:
+    """One line for a member dropped from the Pareto set after the final fine-tune (``payload["dropped"]``)."""
+    return (f"`{d['key']}` dropped: dominated by {d['dominated_by']} after the final fine-tune (val accuracy "
+            f"{_pct(d['val_accuracy'])} vs {_pct(d['by_val_accuracy'])}, search latency "
+            f"{d['latency_s'] * 1e6:.1f} vs {d['by_latency_s'] * 1e6:.1f} µs)")
 
 
 def write_report(out: Path, payload: dict, effects: Mapping[str, list[OpEffect]]) -> None:

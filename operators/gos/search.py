@@ -11,7 +11,9 @@ is driven ask/tell, so this loop owns evaluation and its cache (keyed by the cho
 
 A failed evaluation is a record with an ``error`` and the worst objectives, never an exception that ends the
 search. At the end the non-dominated evaluations (the Pareto set) are fine-tuned further and scored on the test
-split, which the search never saw.
+split, which the search never saw. The final fine-tune changes their validation accuracy, so the set is filtered
+again on the search's objectives (final validation accuracy, search latency; never on test accuracy): a member
+that became dominated is dropped and recorded in ``SearchResult.dropped`` with the member that dominates it.
 """
 
 from __future__ import annotations
@@ -84,6 +86,18 @@ class Evaluation:
         return d
 
 
+@dataclass(frozen=True)
+class Dropped:
+    """A finalized member dominated after the final fine-tune, and the key of one member (or "original") that
+    dominates it on the search objectives."""
+
+    member: Evaluation
+    dominated_by: str
+
+    def as_dict(self) -> dict:
+        return dict(self.member.as_dict(), dominated_by=self.dominated_by)
+
+
 @dataclass(frozen=True, eq=False)
 class SearchResult:
     graph: str
@@ -93,21 +107,37 @@ class SearchResult:
     pareto: tuple[Evaluation, ...]
     seconds: float
     graphs: Mapping[str, Graph] = field(default_factory=dict, repr=False)   # key -> fine-tuned graph
+    dropped: tuple[Dropped, ...] = ()     # finalized members dominated after the final fine-tune (not in pareto)
 
     def as_dict(self) -> dict:
         return {"graph": self.graph, "seconds": round(self.seconds, 1),
                 "genes": [{"node": n, "choices": list(c)} for n, c in self.genes],
                 "original": self.original.as_dict(), "pareto": [e.as_dict() for e in self.pareto],
+                "dropped": [d.as_dict() for d in self.dropped],
                 "evaluations": [e.as_dict() for e in self.evaluations]}
+
+
+def dominates(o: Evaluation, e: Evaluation) -> bool:
+    """``o`` is at least as good as ``e`` on both objectives (val accuracy, latency) and better on one."""
+    return (o.val_accuracy >= e.val_accuracy and o.latency_s <= e.latency_s and
+            (o.val_accuracy > e.val_accuracy or o.latency_s < e.latency_s))
 
 
 def pareto_front(evals: list[Evaluation]) -> list[Evaluation]:
     """Non-dominated evaluations (higher val accuracy, lower latency), fastest first."""
     ok = [e for e in evals if e.error is None]
-    front = [e for e in ok if not any(
-        o.val_accuracy >= e.val_accuracy and o.latency_s <= e.latency_s and
-        (o.val_accuracy > e.val_accuracy or o.latency_s < e.latency_s) for o in ok)]
+    front = [e for e in ok if not any(dominates(o, e) for o in ok)]
     return sorted(front, key=lambda e: e.latency_s)
+
+
+def refilter(final: list[Evaluation], original: Evaluation) -> tuple[list[Evaluation], list[Dropped]]:
+    """The finalized members still non-dominated (with the original, as in the search) and those dropped, each
+    with the fastest kept member (or the original) that dominates it."""
+    front = pareto_front(list(final) + [original])
+    kept = [e for e in front if e.choices]
+    dropped = [Dropped(e, next((o.key for o in front if dominates(o, e)), "its error: " + str(e.error)))
+               for e in final if e not in front]  # an error leaves an evaluation out of every front
+    return kept, dropped
 
 
 class GOSSearch:
@@ -220,11 +250,14 @@ class GOSSearch:
             self._nsga2()
         evals = [e for e in self.cache.values() if e.choices]
         front = [e for e in pareto_front(evals + [original]) if e.choices]
-        final = tuple(self._finalize(e) for e in _spread(front, self.config.max_final))
-        graphs = {e.key: self.graphs[e.key] for e in final}
+        final = [self._finalize(e) for e in _spread(front, self.config.max_final)]
+        kept, dropped = refilter(final, original)   # the final fine-tune moved val accuracies: filter again
+        for d in dropped:
+            self.progress(f"{d.member.key}: dropped, dominated by {d.dominated_by} after the final fine-tune")
+        graphs = {e.key: self.graphs[e.key] for e in kept}
         graphs[original.key] = self.graph
-        return SearchResult(self.graph.name, tuple(self.genes), original, tuple(evals), final,
-                            time.perf_counter() - t0, MappingProxyType(graphs))
+        return SearchResult(self.graph.name, tuple(self.genes), original, tuple(evals), tuple(kept),
+                            time.perf_counter() - t0, MappingProxyType(graphs), tuple(dropped))
 
     def _nsga2(self) -> None:
         from pymoo.algorithms.moo.nsga2 import NSGA2

@@ -87,6 +87,9 @@ def test_gos_end_to_end_smoke(tiny_onnx, tmp_path, capsys):
     assert "Original instruction" in report and "Replacement instructions" in report
     member = pareto["pareto"][0]
     assert member["speedup"] > 0 and set(member["choices"]) <= {g["node"] for g in pareto["genes"]}
+    r = member["speedup_rounds"]   # fastest-round speedup, with the per-round ratios' spread
+    assert r["min"] <= r["median"] <= r["max"] and member["measured_s"] <= member["median_s"]
+    assert isinstance(pareto["dropped"], list) and isinstance(pareto["timing"]["busy"], bool)
     x = np.random.default_rng(0).standard_normal((1, 1, 16, 16)).astype(np.float32)
     compiled = nacos.Compiled.load(out / member["artifacts"]["compiled"])
     sess = ort.InferenceSession(str(out / member["artifacts"]["onnx"]), providers=["CPUExecutionProvider"])

@@ -131,3 +131,47 @@ def test_the_step_cap_limits_searched_candidates_not_the_final_fine_tune(search_
     search.evaluate({search.genes[0][0]: search.genes[0][1][-1], search.genes[1][0]: search.genes[1][1][-1]})
     assert caps[0] is None  # the final fine-tune runs all of final_epochs
     assert caps[1:] in ([], [3])  # a searched candidate keeps the cap (when not already cached)
+
+
+def test_a_member_the_final_fine_tune_makes_dominated_is_dropped_from_the_front(monkeypatch):
+    """The search-time front is m1 < m2 < m3 in latency, each more accurate; after the final fine-tune m3 (slower)
+    is less accurate than m2 on validation, so it is dominated and must not be reported as a Pareto member."""
+    g0 = examples.tiny_cnn()
+    cfg = SearchConfig(final_epochs=1, max_final=6, on_target=False)
+    search = GOSSearch(g0, "digits", latency="roofline", config=cfg)
+    members = {  # key node: (search val, search latency, final val, final test)
+        "a": (0.30, 5e-6, 0.35, 0.34), "b": (0.40, 10e-6, 0.469, 0.454), "c": (0.45, 20e-6, 0.408, 0.435)}
+    original = Evaluation((), 0.95, 60e-6, 100, 10, 0.95)
+
+    def fake_evaluate(choices):
+        return original
+    monkeypatch.setattr(search, "evaluate", fake_evaluate)
+    monkeypatch.setattr(search, "choose_genes", lambda: [("conv1", ("keep", "dwsep"))])
+
+    def fake_nsga2():
+        for k, (val, lat, _, _) in members.items():
+            e = ev(val, lat, k)
+            search.cache[e.choices] = e
+            search.graphs[e.key] = k        # a stand-in graph: the stubs below only look it up
+    monkeypatch.setattr(search, "_nsga2", fake_nsga2)
+    monkeypatch.setattr(search, "_finetune", lambda g, epochs, max_steps=None: (g, members[g][2]))
+    monkeypatch.setattr(search, "_accuracy", lambda g, split: 0.95 if g is g0 else members[g][3])
+
+    result = search.run()
+    assert [e.choices[0][0] for e in result.pareto] == ["a", "b"]
+    assert [e.val_accuracy for e in result.pareto] == [0.35, 0.469]      # the final (fine-tuned) accuracies
+    assert "c=dwsep" not in result.graphs
+    assert [(d.member.key, d.dominated_by) for d in result.dropped] == [("c=dwsep", "b=dwsep")]
+    assert result.as_dict()["dropped"][0]["dominated_by"] == "b=dwsep"
+
+
+def test_the_report_says_which_member_was_dropped_and_why():
+    payload = {"graph": "g", "dataset": "digits", "latency_model": "roofline",
+               "timing": {"rounds": 3, "schedules": "default"},
+               "original": {"test_accuracy": 0.9, "val_accuracy": 0.9, "flops": 1e6},
+               "pareto": [{"id": "m1", "key": "conv2=dwsep", "choices": {"conv2": "dwsep"}, "speedup": 2.5,
+                           "test_accuracy": 0.89, "val_accuracy": 0.9, "flops": 5e5, "params": 10}],
+               "dropped": [{"key": "conv1=dwsep", "choices": {"conv1": "dwsep"}, "dominated_by": "m1",
+                            "val_accuracy": 0.8, "latency_s": 2e-5, "by_val_accuracy": 0.9, "by_latency_s": 1e-5}]}
+    md = render_markdown(payload, {})
+    assert "`conv1=dwsep` dropped: dominated by m1 after the final fine-tune" in md

@@ -16,7 +16,8 @@ def load(model: Any, example_inputs: tuple | None = None, input_shapes: dict | N
     ``model`` is a path to an ``.onnx`` file, an ``onnx.ModelProto``, a ``torch.nn.Module`` (then
     ``example_inputs`` is required: ``torch.export`` traces it with them), or an ``ir.Graph`` (returned as is).
     ``input_shapes`` fixes symbolic ONNX input dimensions, e.g. ``{"input": (1, 3, 224, 224)}``.
-    With ``simplify`` the import folds constants, batch norms into their conv/dense, and removes dead nodes.
+    With ``simplify`` the import folds constants, batch norms and constant bias adds into their conv/dense, and
+    removes dead nodes.
     Errors are :class:`ir.frontends.ModelImportError` with a one-line message naming the node and op.
     """
     from ir import frontends, passes

@@ -1,4 +1,4 @@
-"""Graph simplification passes: constant folding, dead-node removal and batch-norm folding.
+"""Graph simplification passes: constant folding, dead-node removal, batch-norm and bias folding.
 
 All passes are pure functions ``Graph -> Graph``: they never mutate their input, keep node names of surviving
 nodes (so graph outputs and consumers stay valid) and return a graph that passes :func:`ir.verify.verify`.
@@ -122,10 +122,70 @@ def fold_batchnorm(graph: Graph) -> Graph:
     return remove_dead_nodes(graph.with_nodes(nodes, params))
 
 
+def _channel_vector(c: np.ndarray, out_shape: tuple[int, ...], axis: int) -> np.ndarray | None:
+    """``c`` as one value per channel of ``axis`` when adding it to a tensor of ``out_shape`` is exactly that
+    (it varies along ``axis`` alone and does not grow the output); else None."""
+    rank = len(out_shape)
+    if c.ndim > rank:
+        return None
+    shape = (1,) * (rank - c.ndim) + tuple(c.shape)
+    if any(d != 1 for i, d in enumerate(shape) if i != axis % rank) or shape[axis % rank] not in (1, out_shape[axis]):
+        return None
+    return np.broadcast_to(c.reshape(-1), (out_shape[axis],))
+
+
+def fold_bias(graph: Graph) -> Graph:
+    """Fold ``add(conv(x, W[, b]), c)`` and ``add(dense(x, W[, b]), c)`` into the producer's bias when ``c`` is a
+    constant with one value per output channel (axis 1 of a conv, the last axis of a dense).
+
+    Exporters write a layer's bias so (PyTorch's rank-3 ``Linear`` as MatMul + Add): left apart it is a separate
+    kernel and not counted as a parameter. Same conditions as :func:`fold_batchnorm`: constant weights, the add the
+    producer's only consumer, the producer not a graph output; the folded layer takes the add's name.
+    """
+    params = dict(graph.params)
+    by_name = graph.node_map
+    users = graph.consumers()
+    const = {n.name for n in graph.nodes if n.op == CONSTANT}
+    fresh = _fresh_namer(graph)
+    replace: dict[str, list[Node]] = {}
+    drop: set[str] = set()
+    for add in graph.nodes:
+        if add.op != "add" or len(add.inputs) != 2:
+            continue
+        for i in (0, 1):
+            prod, other = by_name[add.inputs[i]], add.inputs[1 - i]
+            if (other not in const or prod.op not in ("conv", "dense") or prod.name in graph.outputs
+                    or len(users[prod.name]) != 1 or prod.name in drop or add.type != prod.type
+                    or not all(j in const for j in prod.inputs[1:])):
+                continue
+            axis = 1 if prod.op == "conv" else -1
+            vec = _channel_vector(params[other], prod.type.shape, axis)
+            if vec is None:
+                continue
+            k = prod.type.shape[axis]
+            old = params[prod.inputs[2]] if len(prod.inputs) == 3 else np.zeros(k, prod.type.dtype)
+            bias = (old.astype(np.float64) + vec.astype(np.float64)).astype(prod.type.dtype)
+            b_name = fresh(f"{add.name}_bias")
+            params[b_name] = bias
+            replace[add.name] = [Node(b_name, CONSTANT, (), TensorType(bias.shape, bias.dtype.name)),
+                                 Node(add.name, prod.op, (prod.inputs[0], prod.inputs[1], b_name), add.type,
+                                      prod.attrs)]
+            drop.add(prod.name)
+            break
+    if not replace:
+        return graph
+    nodes = []
+    for n in graph.nodes:
+        if n.name in drop:
+            continue
+        nodes.extend(replace.get(n.name, [n]))
+    return remove_dead_nodes(graph.with_nodes(nodes, params))
+
+
 def simplify(graph: Graph, max_rounds: int = 20) -> Graph:
-    """Run constant folding, batch-norm folding and dead-node removal until nothing changes."""
+    """Run constant folding, batch-norm and bias folding, and dead-node removal until nothing changes."""
     for _ in range(max_rounds):
-        new = remove_dead_nodes(fold_batchnorm(fold_constants(graph)))
+        new = remove_dead_nodes(fold_bias(fold_batchnorm(fold_constants(graph))))
         if new.nodes == graph.nodes and set(new.params) == set(graph.params):
             return new
         graph = new

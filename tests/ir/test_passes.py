@@ -195,3 +195,23 @@ def test_fold_batchnorm_property(c_in, mult, k, depthwise, bias, eps, seed):
     folded = verify(simplify(g))
     assert ops(folded) == ["conv"]
     assert_same_outputs(g, folded, rand(1, c_in, 5, 5, seed=seed + 3))
+
+
+def test_fold_bias_moves_a_per_channel_constant_add_into_the_layer():
+    # nacos' own export writes a rank-3 dense's bias as MatMul + Add: re-imported, the bias was a separate kernel
+    # and missing from the parameter count
+    from ir.analysis import graph_cost
+    from ir.passes import fold_bias
+
+    b = GraphBuilder()
+    x = b.input("x", (2, 5, 8))
+    d = b.op("add", b.op("dense", x, b.constant(rand(16, 8), "w")), b.constant(rand(16, seed=1), "c"))
+    img = b.input("img", (1, 3, 6, 6))
+    conv = b.op("conv", img, b.constant(rand(4, 3, 3, 3, seed=2), "k"), b.constant(rand(4, seed=3), "kb"))
+    c = b.op("add", b.constant(rand(1, 4, 1, 1, seed=4), "cc"), conv)        # constant on the left, 4-D
+    not_bias = b.op("add", b.op("dense", x, b.constant(rand(16, 8), "w2")), b.constant(rand(5, 16), "grid"))
+    graph = verify(b.build([d, c, not_bias]))
+    folded = verify(fold_bias(graph))
+    assert ops(folded).count("add") == 1                                     # the (5, 16) constant is no bias
+    assert graph_cost(folded).params == graph_cost(graph).params + 16    # the conv's add merges into its bias
+    assert_same_outputs(graph, folded, rand(2, 5, 8, seed=5), rand(1, 3, 6, 6, seed=6))

@@ -7,6 +7,13 @@
 
 Every latency shown is a measured one; the predicted latency sits next to it only so the reader can judge how far
 the search's latency model can be trusted. Accuracy is the test accuracy; the front was chosen on validation.
+
+Two measured latencies per front member: the final one (``latency_final_ms``: the median of the interleaved rounds
+in which the front members and their default-schedule builds were timed together at the end of the run; the
+default latency and the speedup come from the same rounds, so speedup = default / final), shown as "latency", and
+the search's single timing (``latency_ms``, with which the search chose the front), shown as "search latency".
+Tables, the best member and the baseline comparison use the final latency (the search's where a member has none);
+the plot shows the search's timings, the only ones every measured candidate has.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from nacos.joint.result import best_within
+from nacos.joint.result import best_within, final_latency
 
 # The optimizer's ``memory_max_mb`` budget is in binary megabytes (nacos.joint.evaluate); the report must agree.
 MB = 2**20
@@ -73,7 +80,7 @@ def _value(v: Any) -> str:
 
 # ---- selection ---------------------------------------------------------------------------------------------
 def by_latency(members: Iterable[dict]) -> list[dict]:
-    return sorted(members, key=lambda m: (m["latency_ms"], -m["accuracy"]))
+    return sorted(members, key=lambda m: (final_latency(m), -m["accuracy"]))
 
 
 def best_member(payload: dict) -> dict | None:
@@ -85,8 +92,8 @@ def best_member(payload: dict) -> dict | None:
 def dominated(front: list[dict], other: list[dict]) -> int:
     """How many of ``other`` are dominated by some member of ``front`` (no slower, no less accurate, one strictly)."""
     def beats(a: dict, b: dict) -> bool:
-        return (a["latency_ms"] <= b["latency_ms"] and a["accuracy"] >= b["accuracy"]
-                and (a["latency_ms"] < b["latency_ms"] or a["accuracy"] > b["accuracy"]))
+        la, lb = final_latency(a), final_latency(b)
+        return la <= lb and a["accuracy"] >= b["accuracy"] and (la < lb or a["accuracy"] > b["accuracy"])
 
     return sum(any(beats(a, b) for a in front) for b in other)
 
@@ -105,7 +112,7 @@ def plot_pareto(payload: dict, path: str | Path) -> Path:
     matplotlib.use("Agg")  # no display; must precede pyplot
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(9.5, 5.5), dpi=120)
     lats: list[float] = []
 
     def draw(run: dict, color: str, label: str, light: str) -> None:
@@ -115,7 +122,7 @@ def plot_pareto(payload: dict, path: str | Path) -> Path:
         if pts:
             ax.scatter([m["latency_ms"] for m in pts], [m["accuracy"] * 100 for m in pts], s=14, color=light,
                        alpha=0.6, label=f"{label}: measured ({len(run['measured'])})", zorder=1)
-        front = by_latency(run.get("pareto", []))
+        front = sorted(run.get("pareto", []), key=lambda m: (m["latency_ms"], -m["accuracy"]))
         if front:
             x, y = [m["latency_ms"] for m in front], [m["accuracy"] * 100 for m in front]
             # the front is non-dominated in (validation error, latency, memory), so test accuracy need not rise
@@ -142,40 +149,58 @@ def plot_pareto(payload: dict, path: str | Path) -> Path:
     ax.margins(x=0.08)  # room for the id labels right of the slowest point
     if not lats:
         ax.text(0.5, 0.5, "no candidate was measured", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("measured latency (ms" + (", log scale)" if ax.get_xscale() == "log" else ")"))
+    ax.set_xlabel("latency measured during the search (ms" + (", log scale)" if ax.get_xscale() == "log" else ")"))
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(_title(payload), fontsize=10)
     ax.grid(alpha=0.3, which="major")
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="lower right")
+        # beside the axes: inside, it covered the dominated points, which lie below and right of the front
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
 # ---- markdown ----------------------------------------------------------------------------------------------
+FRONT_TABLE_NOTE = (
+    "*latency* and *default schedules*: medians of the same interleaved rounds at the end of the run, in which "
+    "every front member and the same trained network compiled with default schedules were timed together; "
+    "*tuned speedup* = default / latency. *search latency*: the one timing taken when the search measured the "
+    "member (the front was chosen with it; *predicted* is the search's estimate of it); single timings on a busy "
+    "machine can be far off. — : not timed at the end of the run")
+
+
 def _front_table(members: list[dict]) -> list[str]:
-    lines = ["| id | test acc | val acc | latency (ms) | predicted (ms) | default schedules (ms) | tuned speedup | "
-             "params | memory (MB) | FLOPs | tuned kernels | artifact |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| id | test acc | val acc | latency (ms) | default schedules (ms) | tuned speedup | "
+             "search latency (ms) | predicted (ms) | params | memory (MB) | FLOPs | tuned kernels | artifact |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in by_latency(members):
-        default = m.get("latency_default_ms")
-        # prefer the side-by-side ratio (both timed interleaved at the end of the run) to two separate timings
-        ratio = m.get("speedup_vs_default") or (default / m["latency_ms"] if default and m["latency_ms"] > 0 else None)
-        speedup = f"{ratio:.2f}×" if ratio else "—"
+        final, default = m.get("latency_final_ms"), m.get("latency_default_ms")
+        # the default and the speedup are shown only with the latency of the same rounds (a default timed at
+        # another time, e.g. by the baseline's stage 1, is no fair comparison): speedup = default / latency
+        paired = final is not None and final > 0 and default is not None
+        speedup = f"{default / final:.2f}×" if paired else "—"
         artifact = f"[{m['artifact']}]({m['artifact']})" if m.get("artifact") else "—"
         lines.append(f"| {m['id']} | {_pct(m['accuracy'])} | {_pct(m.get('val_accuracy'))} | "
-                     f"{fmt_ms(m['latency_ms'])} | {fmt_ms(m.get('latency_predicted_ms'))} | {fmt_ms(default)} | "
-                     f"{speedup} | {_si(m['params'])} | {m['memory_bytes'] / MB:.2f} | {_si(m['flops'])} | "
+                     f"{fmt_ms(final)} | {fmt_ms(default if paired else None)} | {speedup} | "
+                     f"{fmt_ms(m['latency_ms'])} | {fmt_ms(m.get('latency_predicted_ms'))} | "
+                     f"{_si(m['params'])} | {m['memory_bytes'] / MB:.2f} | {_si(m['flops'])} | "
                      f"{m['tuned_kernels']}/{m['kernels']} | {artifact} |")
-    return lines
+    return lines + ["", FRONT_TABLE_NOTE + "."]
+
+
+def _latency_text(m: dict) -> str:
+    """A member's latency as the prose of the report gives it: the final one, or the search's, said so."""
+    if m.get("latency_final_ms") is not None:
+        return f"{fmt_ms(m['latency_final_ms'])} ms"
+    return f"{fmt_ms(m['latency_ms'])} ms (search timing)"
 
 
 def _short(m: dict | None) -> str:
-    return "—" if m is None else f"{m['id']} {_pct(m['accuracy'])} @ {fmt_ms(m['latency_ms'])} ms"
+    return "—" if m is None else f"{m['id']} {_pct(m['accuracy'])} @ {_latency_text(m)}"
 
 
 def _baseline_section(payload: dict) -> list[str]:
@@ -184,7 +209,8 @@ def _baseline_section(payload: dict) -> list[str]:
     label = payload["method"]
     lines = ["## Against the two-stage baseline", "",
              "The baseline searches architectures first and tunes the schedules of the chosen ones afterwards; "
-             "both fronts' latencies are measured on the same target.", ""]
+             "both fronts' latencies are measured on the same target (the final side-by-side timing of each member, "
+             "the search's timing where there is none).", ""]
     hv, base_hv = payload["stats"].get("hypervolume"), base.get("stats", {}).get("hypervolume")
     if hv is not None or base_hv is not None:
         fmt = lambda v: "—" if v is None else f"{v:.4g}"  # noqa: E731
@@ -199,7 +225,7 @@ def _baseline_section(payload: dict) -> list[str]:
         cells = []
         for front in (ours, theirs):
             m = front[i] if i < len(front) else None
-            cells += ["", "", ""] if m is None else [m["id"], _pct(m["accuracy"]), fmt_ms(m["latency_ms"])]
+            cells += ["", "", ""] if m is None else [m["id"], _pct(m["accuracy"]), fmt_ms(final_latency(m))]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -240,7 +266,7 @@ def render_markdown(payload: dict) -> str:
     else:
         why = f"the most accurate member with {limits}" if budgeted else "the most accurate member (no budget set)"
         lines += [f"**{best['id']}**, {why}: test accuracy {_pct(best['accuracy'])}, "
-                  f"{fmt_ms(best['latency_ms'])} ms measured, {best['memory_bytes'] / MB:.2f} MB, "
+                  f"latency {_latency_text(best)}, {best['memory_bytes'] / MB:.2f} MB, "
                   f"{best['tuned_kernels']}/{best['kernels']} kernels tuned.", ""]
         if best.get("schedules"):
             lines += ["<details><summary>its schedules</summary>", "", "| kernel | workload | point |",

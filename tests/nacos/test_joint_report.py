@@ -13,11 +13,14 @@ from nacos.joint.report import best_member, dominated, fmt_ms, render_markdown, 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def member(i: int, acc: float, lat: float, front: bool, default: float | None = None) -> dict:
+def member(i: int, acc: float, lat: float, front: bool, default: float | None = None,
+           final: float | None = None) -> dict:
     cid = f"c{i:04d}"
     return {"id": cid, "archid": f"arch{i}", "arch": {"depth": 2 + i % 3, "width": 16 * (1 + i % 2)},
             "accuracy": acc, "val_accuracy": acc - 0.01, "latency_ms": lat, "latency_predicted_ms": lat * 1.1,
-            "latency_default_ms": default, "params": 10_000 * (i + 1), "memory_bytes": 400_000 * (i + 1),
+            "latency_final_ms": final, "latency_default_ms": default,
+            "speedup_vs_default": default / final if default and final else None, "params": 10_000 * (i + 1),
+            "memory_bytes": 400_000 * (i + 1),
             "flops": 2_000_000 * (i + 1), "tuned_kernels": 3, "kernels": 4,
             "schedules": [{"kernel": "fused_conv2d_relu", "workload": "conv2d[1,16,32,32]", "point": "tile=4x8"}],
             "artifact": f"members/{cid}" if front else None,
@@ -25,7 +28,7 @@ def member(i: int, acc: float, lat: float, front: bool, default: float | None = 
 
 
 def make_payload(baseline: bool = False, violations: bool = False, latency_max: float | None = 2.0) -> dict:
-    measured = [member(1, 0.80, 0.5, True, default=1.2), member(2, 0.86, 1.5, True, default=3.1),
+    measured = [member(1, 0.80, 0.5, True, default=1.2, final=0.55), member(2, 0.86, 1.5, True, default=3.1, final=1.4),
                 member(3, 0.91, 40.0, True), member(4, 0.78, 2.5, False), member(5, 0.84, 8.0, False)]
     payload = {
         "version": 1, "method": "joint",
@@ -82,9 +85,11 @@ def test_write_outputs(tmp_path, baseline, violations):
 def test_front_table_values_and_best_member():
     payload = make_payload()
     report = render_markdown(payload)
-    # sorted by latency, accuracy as %, tuned speedup = default / measured
+    # sorted by latency, accuracy as %, the final latency with the default of the same rounds next to it and
+    # tuned speedup = default / final; then the search's timing and the prediction of it
     assert report.index("| c0001 |") < report.index("| c0002 |") < report.index("| c0003 |")
-    assert "| c0002 | 86.0% | 85.0% | 1.50 | 1.65 | 3.10 | 2.07× |" in report
+    assert "| c0002 | 86.0% | 85.0% | 1.40 | 3.10 | 2.21× | 1.50 | 1.65 |" in report
+    assert "| c0003 | 91.0% | 90.0% | — | — | — | 40.0 | 44.0 |" in report  # not timed at the end: search only
     assert best_member(payload)["id"] == "c0002"  # c0003 is more accurate but over the 2 ms budget
     assert "**c0002**" in report and 'nacos.Compiled.load("members/c0002")' in report
     assert best_member(make_payload(latency_max=None))["id"] == "c0003"
@@ -125,3 +130,27 @@ def test_a_failed_measurement_and_a_nan_are_drawn_and_written_safely(tmp_path):
     saved = json.loads(paths[0].read_text(), parse_constant=lambda c: pytest.fail(f"{c} in pareto.json"))
     assert saved["stats"]["latency_model"]["kendall_tau"] is None
     assert paths[1].read_bytes()[:8] == PNG_MAGIC and paths[2].is_file()
+
+
+def test_the_legend_covers_no_point(tmp_path, monkeypatch):
+    # inside the axes ("lower right") it covered the dominated points, which lie below and right of the front
+    import matplotlib.pyplot as plt
+
+    from nacos.joint.report import plot_pareto
+
+    seen = {}
+    close = plt.close
+
+    def keep(fig):
+        ax = fig.axes[0]
+        fig.canvas.draw()
+        legend = ax.get_legend().get_window_extent()
+        points = [ax.transData.transform(o) for c in ax.collections for o in c.get_offsets()]
+        seen["covered"] = [tuple(p) for p in points if legend.contains(*p)]
+        close(fig)
+
+    monkeypatch.setattr(plt, "close", keep)
+    payload = make_payload(baseline=True)
+    payload["measured"].append(member(6, 0.60, 35.0, False))  # slow and poor: the lower right corner
+    plot_pareto(payload, tmp_path / "p.png")
+    assert seen["covered"] == []

@@ -101,6 +101,33 @@ def test_best_under_a_latency_budget(run):
     assert result.best(latency_max_ms=fastest.latency_ms / 100) is None
 
 
+def test_final_side_by_side_timing_of_real_builds_gives_a_consistent_speedup(run):
+    """The end-of-run timing with the real compiler and timer (the run above skipped it: compare_default=False):
+    each member and its default-schedule build timed in the same rounds, the speedup their medians' ratio."""
+    from dataclasses import fields
+    from types import SimpleNamespace
+
+    from nacos.joint.api import DB_NAME, final_side_by_side
+    from nacos.joint.report import render_markdown
+    from nacos.joint.runs import OptimizeConfig, RunContext
+
+    result, _ = run
+    names = {f.name for f in fields(OptimizeConfig)}
+    cfg = OptimizeConfig(**{k: v for k, v in result.payload["config"].items() if k in names})
+    rows = [dict(m) for m in result.payload["pareto"][:2]]
+    ctx = RunContext(cfg, result.out, result.out / DB_NAME, "joint", schedule_genes=True, tune=True)
+    try:
+        final_side_by_side(ctx, rows, time.time() + 120, SimpleNamespace(note=lambda *a: None), "joint", rounds=3)
+    finally:
+        ctx.close()
+    for m in rows:
+        assert m["latency_final_ms"] > 0 and m["latency_default_ms"] > 0, m.get("error_default")
+        assert m["final_rounds"] == 3
+        assert m["speedup_vs_default"] == pytest.approx(m["latency_default_ms"] / m["latency_final_ms"])
+        assert f"{m['latency_default_ms'] / m['latency_final_ms']:.2f}×" in render_markdown(
+            {**result.payload, "pareto": [m], "baseline": None})
+
+
 def _evaluations(db: Path) -> int:
     if not db.exists():
         return 0

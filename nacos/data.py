@@ -103,6 +103,9 @@ def _subset(x: np.ndarray, y: np.ndarray, size: int | None, seed: int) -> tuple[
 
 def _finish(name: str, x_tr, y_tr, x_va, y_va, x_te, y_te, classes) -> Dataset:
     """Normalize every split with the training split's per-channel statistics."""
+    for split, x in (("train", x_tr), ("val", x_va), ("test", x_te)):
+        if not np.isfinite(np.asarray(x, np.float32)).all():
+            raise DatasetError(f"{name}: its {split} images hold NaN or infinite values")
     x_tr = np.asarray(x_tr, np.float32)
     mean = x_tr.mean(axis=(0, 2, 3), keepdims=True)
     std = x_tr.std(axis=(0, 2, 3), keepdims=True) + 1e-6
@@ -241,7 +244,8 @@ def _pixels(im, mode: str, size: tuple[int, int]) -> np.ndarray:
 
 def load_npz(path: str | os.PathLike, seed: int = 0, val_fraction: float = 0.1,
              test_fraction: float = 0.2) -> Dataset:
-    """Arrays ``x`` (N×H×W, N×C×H×W or N×H×W×C with C ∈ {1, 3}) and ``y`` (N labels 0..K−1) from an .npz."""
+    """Arrays ``x`` (N×H×W, N×C×H×W or N×H×W×C with C ∈ {1, 3}) and ``y`` (N labels) from an .npz; the
+    labels are renumbered 0..K−1 in sorted order and keep their values as the class names."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"npz: {path} does not exist")
@@ -269,8 +273,8 @@ def load_npz(path: str | os.PathLike, seed: int = 0, val_fraction: float = 0.1,
     if not np.issubdtype(x.dtype, np.number):
         raise DatasetError(f"npz: {path}: x must be numeric, got {x.dtype}")
     x = x.astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
-    _, y = np.unique(y, return_inverse=True)
-    return _three_way(path.stem, x, y.astype(np.int64), [str(c) for c in range(int(y.max()) + 1)], seed,
+    labels, y = np.unique(y, return_inverse=True)  # renumbered 0..K-1; the class names keep the file's labels
+    return _three_way(path.stem, x, y.astype(np.int64), [str(c) for c in labels.tolist()], seed,
                       val_fraction, test_fraction)
 
 
@@ -315,6 +319,10 @@ def _call(label: str, loader: Callable[..., Dataset], args: tuple, kw: dict) -> 
     takes is a :class:`DatasetError`, not a ``TypeError``."""
     import inspect
 
+    for k in ("train_size", "test_size"):  # checked for every loader (Fashion-MNIST took 0 as an empty split)
+        v = kw.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            raise DatasetError(f"{label}: {k}={v!r} must be a positive number of examples")
     params = inspect.signature(loader).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         sizes = {k: kw.pop(k) for k in ("train_size", "test_size") if k in kw and k not in params}
@@ -324,9 +332,6 @@ def _call(label: str, loader: Callable[..., Dataset], args: tuple, kw: dict) -> 
             raise DatasetError(f"{label}: unknown option(s) {', '.join(unknown)}; it takes {takes}")
     else:
         sizes = {}
-    for k, v in sizes.items():
-        if v is not None and (not isinstance(v, int) or v < 1):
-            raise DatasetError(f"{label}: {k}={v!r} must be a positive number of examples")
     ds = loader(*args, **kw)
     if not sizes:
         return ds

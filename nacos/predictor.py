@@ -53,10 +53,16 @@ class Predictor:
         return np.asarray(self._predict(self._model, x), np.float64)
 
     def save(self, path: str | os.PathLike) -> None:
-        np.savez(path, x=self.x, y=self.y, kind=self.kind)
+        """The training points to ``path`` (written as given: ``np.savez`` alone would add ``.npz``)."""
+        with open(path, "wb") as f:
+            np.savez(f, x=self.x, y=self.y, kind=self.kind)
 
     def load(self, path: str | os.PathLike) -> "Predictor":
         with np.load(path) as f:
+            saved = str(f["kind"]) if "kind" in f.files else self.kind
+            if saved != self.kind:
+                raise ValueError(f"{path}: a {saved!r} predictor's points, not {self.kind!r}'s: "
+                                 f"load it with create({saved!r})")
             self.x, self.y = np.zeros((0, 0), np.float32), np.zeros(0, np.float64)
             if len(f["y"]):
                 self.update(f["x"], f["y"])
@@ -137,6 +143,8 @@ def cross_validate(kind: str, encodings: Sequence[Sequence[float]], accuracies: 
     """k-fold CV (shuffled with ``seed``): fit on k−1 folds, predict the held-out one; τ over all points."""
     x = np.asarray(encodings, np.float32)
     y = np.asarray(accuracies, np.float64)
+    if not 2 <= folds <= len(y):  # one fold trains on nothing; more folds than points leave folds empty
+        raise ValueError(f"folds={folds}: needs 2 ≤ folds ≤ the number of points ({len(y)})")
     order = np.random.default_rng(seed).permutation(len(y))
     pred = np.zeros(len(y))
     for part in np.array_split(order, folds):

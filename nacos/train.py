@@ -107,6 +107,26 @@ def _graph_batch(graph: Graph) -> int:
     return int(graph.input_types()[0].shape[0])
 
 
+def check_fit(graph: Graph, ds: Dataset) -> None:
+    """A ``ValueError`` when ``graph`` cannot be trained and scored on ``ds``: examples of another shape (the
+    convolutions and pools would run at the data's size, and the accuracy would be another network's), another
+    number of classes, a fixed batch larger than the training split, or an empty split."""
+    shape = tuple(graph.input_types()[0].shape)
+    if shape[1:] != tuple(ds.input_shape[1:]):
+        raise ValueError(f"graph {graph.name!r} takes inputs {list(shape)}, and {ds.name}'s examples are "
+                         f"{list(ds.input_shape[1:])}: build the graph for the data's shape")
+    out = graph.output_types()[0].shape
+    classes = math.prod(out[1:]) if len(out) > 1 else 1  # the logits are read as (batch, everything else)
+    if classes != ds.num_classes:
+        raise ValueError(f"graph {graph.name!r} gives {classes} outputs, and {ds.name} has {ds.num_classes} classes")
+    for split in ("train", "val", "test"):
+        if len(getattr(ds, split)) == 0:
+            raise ValueError(f"{ds.name}: its {split} split is empty")
+    if shape[0] > len(ds.train):
+        raise ValueError(f"graph {graph.name!r} has a fixed batch of {shape[0]}, larger than {ds.name}'s training "
+                         f"split ({len(ds.train)} examples): no training step would run")
+
+
 def _logits(fn, x: np.ndarray, batch: int, fixed: int) -> torch.Tensor:
     """Logits of all of ``x``, in chunks; a fixed-batch graph gets its last chunk zero-padded."""
     out = []
@@ -124,6 +144,9 @@ def evaluate(model: Graph | torch.nn.Module, split: Split, graph: Graph | None =
     """(accuracy, mean cross-entropy) of a graph (or its ``to_torch`` module, with ``graph``) on ``split``."""
     graph = model if isinstance(model, Graph) else graph
     module = to_torch(graph) if isinstance(model, Graph) else model
+    if tuple(split.x.shape[1:]) != tuple(graph.input_types()[0].shape[1:]):
+        raise ValueError(f"graph {graph.name!r} takes inputs {list(graph.input_types()[0].shape)}, and the "
+                         f"split's examples are {list(split.x.shape[1:])}")
     fixed = _graph_batch(graph)
     with torch.no_grad():
         logits = _logits(batched(module, graph), split.x, fixed if fixed > 1 else batch_size, fixed)
@@ -140,7 +163,11 @@ def train(graph: Graph, data: Dataset | str = "digits", config: TrainConfig | No
     distillation from that graph's logits (it is not trained).
     """
     cfg = replace(config or TrainConfig(), **overrides)
+    if cfg.epochs < 1 or (cfg.max_steps is not None and cfg.max_steps < 1) or cfg.batch_size < 1:
+        raise ValueError(f"epochs={cfg.epochs}, max_steps={cfg.max_steps}, batch_size={cfg.batch_size}: each must "
+                         "be at least 1 (with no step the result would be the untrained model's)")
     ds = load(data) if not isinstance(data, Dataset) else data
+    check_fit(graph, ds)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:

@@ -86,9 +86,13 @@ class SearchSpace:
         chosen = {}
         for var in self.variables():
             value = given.get(var.name, var.choices[0])
-            if value not in var.choices:
+            # the choice itself, not the value given: numpy's 2 or 2.0 equals the choice 2 but would change the
+            # archid (or not serialize) and break the graph builder; a bool is no number choice
+            flag = isinstance(value, (bool, np.bool_))
+            match = [c for c in var.choices if c == value and isinstance(c, bool) == flag]
+            if not match:
                 raise ValueError(f"{self.name}: {var.name}={value!r} is not one of {var.choices}")
-            chosen[var.name] = value
+            chosen[var.name] = match[0]
         return self.canonical(chosen)
 
     def canonical(self, values: Mapping[str, Any]) -> Arch:
@@ -98,8 +102,11 @@ class SearchSpace:
 
     def from_indices(self, indices: Iterable[int]) -> Arch:
         """An arch from one choice index per variable (how an optimizer with integer variables names it)."""
-        idx = list(indices)
-        return self.canonical({v.name: v.choices[int(i)] for v, i in zip(self.variables(), idx, strict=True)})
+        idx = [int(i) for i in indices]
+        for v, i in zip(self.variables(), idx):
+            if not 0 <= i < len(v.choices):  # a negative index would silently take a choice from the end
+                raise ValueError(f"{self.name}: index {i} of {v.name} is outside 0..{len(v.choices) - 1}")
+        return self.canonical({v.name: v.choices[i] for v, i in zip(self.variables(), idx, strict=True)})
 
     def indices(self, arch: Arch) -> tuple[int, ...]:
         return tuple(v.choices.index(arch[v.name]) for v in self.variables())

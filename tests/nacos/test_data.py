@@ -171,3 +171,27 @@ def test_train_and_test_sizes_work_for_every_data_set_and_unknown_options_are_da
         data.load("digits", bogus=1)
     with pytest.raises(data.DatasetError, match="train_size=0"):
         data.load("digits", train_size=0)
+
+
+def test_npz_class_names_keep_the_labels_and_non_finite_images_are_refused(tmp_path):
+    # labels {3, 7, 9} were renumbered with class names ('0', '1', '2'): class "1" meant label 7
+    rng = np.random.default_rng(0)
+    y = np.repeat([3, 7, 9], 20)
+    np.savez(tmp_path / "gap.npz", x=rng.random((60, 8, 8)).astype(np.float32), y=y)
+    ds = data.load(tmp_path / "gap.npz")
+    assert ds.classes == ("3", "7", "9") and set(ds.train.y.tolist()) == {0, 1, 2}
+    x = rng.random((60, 8, 8)).astype(np.float32)
+    x[5, 2, 2] = np.nan  # it loaded, with a NaN mean, and trained to NaN losses
+    np.savez(tmp_path / "nan.npz", x=x, y=y)
+    with pytest.raises(DatasetError, match="NaN or infinite"):
+        data.load(tmp_path / "nan.npz")
+
+
+def test_sizes_are_checked_for_loaders_that_take_them_too(tmp_path, monkeypatch):
+    # Fashion-MNIST takes train_size itself, and 0 gave an empty training split and all-NaN val/test
+    called = []
+    monkeypatch.setitem(data._LOADERS, "sized", lambda train_size=None, test_size=None: called.append(1))
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(DatasetError, match="must be a positive number"):
+            data.load("sized", train_size=bad)
+    assert not called

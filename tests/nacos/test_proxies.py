@@ -102,3 +102,19 @@ def test_predictor_update_predict_save_load(tmp_path):
         model.update(enc[:1, :5], acc[:1])
     with pytest.raises(ValueError, match="unknown predictor"):
         predictor.create("gp")
+
+
+def test_cross_validation_needs_two_to_n_folds_and_a_predictor_saves_where_it_is_told(tmp_path):
+    # folds=1 fitted on nothing (τ 0); more folds than points left one empty (sklearn's traceback); save("p")
+    # wrote p.npz, so load("p") failed; a ridge file loaded into an xgb predictor
+    rng = np.random.default_rng(0)
+    enc, acc = rng.random((4, 3)), rng.random(4)
+    for folds in (1, 5):
+        with pytest.raises(ValueError, match=f"folds={folds}"):
+            predictor.cross_validate("ridge", enc, acc, folds=folds)
+    model = predictor.create("ridge").update(enc, acc)
+    model.save(tmp_path / "p")
+    again = predictor.create("ridge").load(tmp_path / "p")
+    np.testing.assert_allclose(again.predict(enc), model.predict(enc))
+    with pytest.raises(ValueError, match="'ridge' predictor's points"):
+        predictor.create("xgb").load(tmp_path / "p")

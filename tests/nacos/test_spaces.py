@@ -158,3 +158,18 @@ def test_a_sample_trains(name, tiny_digits):
     res = train(graph, tiny_digits, epochs=2, max_steps=12, progress=False)
     assert res.steps == 12 and np.isfinite(res.losses).all() and res.losses[0] < 2.5
     assert any(not np.array_equal(w, graph.params[k]) for k, w in res.weights.items())
+
+
+def test_make_stores_the_choice_itself_and_indices_must_be_in_range():
+    # numpy integers (what optimizers give) broke the archid's JSON; 2.0 gave another archid than 2 and a graph
+    # builder error; a negative index took a choice from the end
+    from nacos import spaces
+
+    space = spaces.create("resnet")
+    plain = space.make(stages=2)
+    assert space.make(stages=np.int64(2)).archid == plain.archid == space.make(stages=2.0).archid
+    assert type(space.make(stages=np.int64(2))["stages"]) is int
+    with pytest.raises(ValueError, match="is not one of"):
+        space.make(stages=True)
+    with pytest.raises(ValueError, match="outside"):
+        space.from_indices([-1] + [0] * (len(space.variables()) - 1))

@@ -102,3 +102,24 @@ def test_distillation_from_a_teacher(trained, digits):
 def test_batch_n_graph_trains_in_fixed_batches(digits):
     res = train(small_cnn(shape=(16, 1, 16, 16)), digits, epochs=1, max_steps=5, progress=False)
     assert res.steps == 5 and 0.0 <= res.test_accuracy <= 1.0
+
+
+def test_a_graph_that_does_not_fit_the_data_is_refused_before_training(digits):
+    # a 24×24 graph trained on 16×16 digits ran at 16×16 (convolutions and pools take any size) and reported that
+    # network's accuracy; a fixed batch larger than the training split ran no step and reported the untrained model;
+    # epochs=0 reported val_accuracy -1.0
+    from nacos.data import Dataset
+
+    cfg = TrainConfig(epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"takes inputs \[1, 1, 24, 24\].*examples are \[1, 16, 16\]"):
+        train(small_cnn(shape=(1, 1, 24, 24)), digits, cfg)
+    with pytest.raises(ValueError, match=r"takes inputs"):
+        evaluate(small_cnn(shape=(1, 1, 24, 24)), digits.test)
+    with pytest.raises(ValueError, match=r"fixed batch of 2048, larger than"):
+        train(small_cnn(shape=(2048, 1, 16, 16)), digits, cfg)
+    three = Dataset("three", digits.train, digits.val, digits.test, digits.classes[:3])
+    with pytest.raises(ValueError, match="gives 10 outputs, and three has 3 classes"):
+        train(small_cnn(), three, cfg)
+    for bad in ({"epochs": 0}, {"max_steps": 0}):
+        with pytest.raises(ValueError, match="at least 1"):
+            train(small_cnn(), digits, cfg, **bad)

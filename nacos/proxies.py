@@ -76,18 +76,38 @@ def naswot(graph: Graph, x: np.ndarray, seed: int = 0) -> float:
 
     from ir.exporters import to_torch
 
+    shape = tuple(graph.input_types()[0].shape)
+    x = np.asarray(x, np.float32)
+    if shape[0] == 1 and tuple(x.shape[1:]) == shape:  # examples given with their batch axis of 1
+        x = x.reshape((len(x),) + shape[1:])
+    if tuple(x.shape[1:]) != shape[1:]:
+        raise ValueError(f"naswot: graph {graph.name!r} takes inputs {list(shape)}, and the examples are "
+                         f"{list(x.shape[1:])}")
     taps = [n.inputs[0] for n in graph.compute_nodes if n.op in RECTIFIERS]
     if not taps:
         return float("-inf")  # no rectifiers, so every example has the same (empty) code
     run = _interpreter(graph, to_torch(graph))
+    batch = shape[0]
 
-    def codes(xi):
-        env = run(xi.unsqueeze(0))
-        return torch.cat([(env[t] > 0).flatten().to(torch.float64) for t in taps])
+    def codes(xb):  # one row of activation codes per example of a batch of the graph's size
+        env = run(xb)
+        if batch > 1 and any(env[t].shape[0] != batch for t in taps):
+            raise ValueError(f"naswot: graph {graph.name!r} folds its batch of {batch} into other axes, so its "
+                             "activations cannot be told apart per example; build it with batch 1")
+        return torch.cat([(env[t] > 0).reshape(batch, -1).to(torch.float64) for t in taps], dim=1)
 
     torch.manual_seed(seed)
     with torch.no_grad():
-        c = torch.func.vmap(codes)(torch.tensor(np.asarray(x, np.float32)))
+        xs = torch.tensor(x)
+        if batch == 1:
+            c = torch.func.vmap(lambda xi: codes(xi.unsqueeze(0))[0])(xs)
+        else:  # a fixed-batch graph: whole batches, the last one zero-padded (its padding rows dropped)
+            rows = []
+            for i in range(0, len(xs), batch):
+                xb = xs[i:i + batch]
+                pad = xb.new_zeros((batch - len(xb),) + tuple(xb.shape[1:]))
+                rows.append(codes(torch.cat([xb, pad]))[:len(xb)])
+            c = torch.cat(rows)
         k = c @ c.T + (1 - c) @ (1 - c).T
         sign, logdet = torch.linalg.slogdet(k)
     return float(logdet) if float(sign) > 0 else float("-inf")

@@ -118,3 +118,21 @@ def test_cross_validation_needs_two_to_n_folds_and_a_predictor_saves_where_it_is
     np.testing.assert_allclose(again.predict(enc), model.predict(enc))
     with pytest.raises(ValueError, match="'ridge' predictor's points"):
         predictor.create("xgb").load(tmp_path / "p")
+
+
+def test_naswot_scores_a_fixed_batch_graph_as_its_batch_1_twin():
+    # a graph built for batch 4 (train accepts those) failed with a reshape error, and examples of another
+    # size gave a torch traceback
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.normal(size=(64, 8)).astype(np.float32), rng.normal(size=(2, 64)).astype(np.float32)
+
+    def graph(batch):
+        b = GraphBuilder(f"batch{batch}")
+        h = b.op("relu", b.op("dense", b.input("x", (batch, 8)), b.constant(w1, "w1")))
+        return verify(b.build([b.op("dense", h, b.constant(w2, "w2"))]))
+
+    x = rng.normal(size=(10, 8)).astype(np.float32)  # 10: the last batch of 4 is padded
+    one = proxies.naswot(graph(1), x)
+    assert np.isfinite(one) and proxies.naswot(graph(4), x) == pytest.approx(one, rel=1e-9)
+    with pytest.raises(ValueError, match=r"takes inputs \[1, 8\], and the examples are \[9\]"):
+        proxies.naswot(graph(1), rng.normal(size=(10, 9)).astype(np.float32))

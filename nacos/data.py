@@ -17,9 +17,10 @@ Every split is NCHW float32, normalized by the training split's per-channel mean
 from __future__ import annotations
 
 import gzip
+import inspect
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -317,8 +318,6 @@ def _call(label: str, loader: Callable[..., Dataset], args: tuple, kw: dict) -> 
     """``loader(*args, **kw)``; ``train_size`` / ``test_size`` work for every loader (those that do not take them
     get stratified subsets of their splits, normalized as the whole training split), and an option no loader
     takes is a :class:`DatasetError`, not a ``TypeError``."""
-    import inspect
-
     for k in ("train_size", "test_size"):  # checked for every loader (Fashion-MNIST took 0 as an empty split)
         v = kw.get(k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
@@ -335,12 +334,10 @@ def _call(label: str, loader: Callable[..., Dataset], args: tuple, kw: dict) -> 
     ds = loader(*args, **kw)
     if not sizes:
         return ds
-    import dataclasses
-
     seed = int(kw.get("seed", 0))
     train = Split(*_subset(ds.train.x, ds.train.y, sizes.get("train_size"), seed + 2))
     test = Split(*_subset(ds.test.x, ds.test.y, sizes.get("test_size"), seed + 3))
-    return dataclasses.replace(ds, train=train, test=test)
+    return replace(ds, train=train, test=test)
 
 
 def fashion_mnist_installed(root: str | os.PathLike | None = None) -> bool:

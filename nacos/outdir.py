@@ -36,6 +36,12 @@ def unwritable(path: str | os.PathLike) -> str | None:
     return None
 
 
+def held_input(path: str | os.PathLike, inputs: Sequence[str | os.PathLike]) -> str | None:
+    """The first of ``inputs`` that lies inside the folder ``path`` (replacing it would delete that input)."""
+    out = Path(path).resolve()
+    return next((str(item) for item in inputs if out in Path(item).resolve().parents), None)
+
+
 def check_output(path: str | os.PathLike, force: bool, inputs: Sequence[str | os.PathLike] = ()) -> Path:
     """The resolved output folder, after checking that writing it will work and destroy nothing it should not."""
     given = Path(path)
@@ -47,9 +53,9 @@ def check_output(path: str | os.PathLike, force: bool, inputs: Sequence[str | os
     if is_cwd_or_above(out):
         raise OutputFolderError(f"{given} is the current folder or one above it: give a folder of its own, "
                                 f"e.g. {given / 'out'}")
-    for item in inputs:
-        if out in Path(item).resolve().parents:
-            raise OutputFolderError(f"{given} holds the input {item}: give another output folder")
+    held = held_input(out, inputs)
+    if held:
+        raise OutputFolderError(f"{given} holds the input {held}: give another output folder")
     if out.exists() and any(out.iterdir()) and not force:
         raise OutputFolderError(f"{given} exists and is not empty (use --force to overwrite)")
     why = unwritable(out)

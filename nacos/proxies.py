@@ -75,14 +75,13 @@ def naswot(graph: Graph, x: np.ndarray, seed: int = 0) -> float:
     import torch
 
     from ir.exporters import to_torch
+    from nacos.train import check_examples
 
     shape = tuple(graph.input_types()[0].shape)
     x = np.asarray(x, np.float32)
     if shape[0] == 1 and tuple(x.shape[1:]) == shape:  # examples given with their batch axis of 1
         x = x.reshape((len(x),) + shape[1:])
-    if tuple(x.shape[1:]) != shape[1:]:
-        raise ValueError(f"naswot: graph {graph.name!r} takes inputs {list(shape)}, and the examples are "
-                         f"{list(x.shape[1:])}")
+    check_examples(graph, x.shape[1:], "the examples", context="naswot: ")
     taps = [n.inputs[0] for n in graph.compute_nodes if n.op in RECTIFIERS]
     if not taps:
         return float("-inf")  # no rectifiers, so every example has the same (empty) code

@@ -18,7 +18,7 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -107,14 +107,21 @@ def _graph_batch(graph: Graph) -> int:
     return int(graph.input_types()[0].shape[0])
 
 
-def check_fit(graph: Graph, ds: Dataset) -> None:
-    """A ``ValueError`` when ``graph`` cannot be trained and scored on ``ds``: examples of another shape (the
-    convolutions and pools would run at the data's size, and the accuracy would be another network's), another
-    number of classes, a fixed batch larger than the training split, or an empty split."""
+def check_examples(graph: Graph, example: Sequence[int], what: str, context: str = "", hint: str = "") -> None:
+    """A ``ValueError`` when one example of shape ``example`` (no batch axis) is not what ``graph`` takes: its
+    convolutions and pools would run at the examples' size, and the result would be another network's."""
     shape = tuple(graph.input_types()[0].shape)
-    if shape[1:] != tuple(ds.input_shape[1:]):
-        raise ValueError(f"graph {graph.name!r} takes inputs {list(shape)}, and {ds.name}'s examples are "
-                         f"{list(ds.input_shape[1:])}: build the graph for the data's shape")
+    if tuple(example) != shape[1:]:
+        raise ValueError(f"{context}graph {graph.name!r} takes inputs {list(shape)}, and {what} are "
+                         f"{list(example)}{hint}")
+
+
+def check_fit(graph: Graph, ds: Dataset) -> None:
+    """A ``ValueError`` when ``graph`` cannot be trained and scored on ``ds``: examples of another shape
+    (:func:`check_examples`), another number of classes, a fixed batch larger than the training split, or an
+    empty split."""
+    check_examples(graph, ds.input_shape[1:], f"{ds.name}'s examples", hint=": build the graph for the data's shape")
+    shape = tuple(graph.input_types()[0].shape)
     out = graph.output_types()[0].shape
     classes = math.prod(out[1:]) if len(out) > 1 else 1  # the logits are read as (batch, everything else)
     if classes != ds.num_classes:
@@ -144,9 +151,7 @@ def evaluate(model: Graph | torch.nn.Module, split: Split, graph: Graph | None =
     """(accuracy, mean cross-entropy) of a graph (or its ``to_torch`` module, with ``graph``) on ``split``."""
     graph = model if isinstance(model, Graph) else graph
     module = to_torch(graph) if isinstance(model, Graph) else model
-    if tuple(split.x.shape[1:]) != tuple(graph.input_types()[0].shape[1:]):
-        raise ValueError(f"graph {graph.name!r} takes inputs {list(graph.input_types()[0].shape)}, and the "
-                         f"split's examples are {list(split.x.shape[1:])}")
+    check_examples(graph, split.x.shape[1:], "the split's examples")
     fixed = _graph_batch(graph)
     with torch.no_grad():
         logits = _logits(batched(module, graph), split.x, fixed if fixed > 1 else batch_size, fixed)

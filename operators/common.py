@@ -8,8 +8,8 @@ from ir.graph import TensorType
 
 
 def floating_only(op: str, dtype: str) -> None:
-    """Refuse integer inputs to an op whose math divides: the instruction's x / y is a true division, where an
-    integer op truncates (ONNX) or floors (Python)."""
+    """Refuse integer inputs to an op whose math is float math: a division (the instruction's x / y is a true
+    division, where an integer op truncates in ONNX or floors in Python), exp, erf and the like."""
     if not dtype.startswith(("float", "bfloat")):
         raise ValueError(f"{op}: inputs of dtype {dtype} are not supported yet (floating-point only)")
 

@@ -54,7 +54,7 @@ def _hardsigmoid(x, a):
 UNARY = {
     "relu": (lambda x, a: sympy.Max(x, 0),
              lambda a, x: x.relu(), "Relu", "max(x, 0)"),
-    "clip": (_clip, lambda a, x: _clip_torch(a, x), "Clip", "min(max(x, min), max); relu6 is clip(0, 6)"),
+    "clip": (_clip, _clip_torch, "Clip", "min(max(x, min), max); relu6 is clip(0, 6)"),
     "sigmoid": (lambda x, a: 1 / (1 + sympy.exp(-x)),
                 lambda a, x: x.sigmoid(), "Sigmoid", "1 / (1 + exp(-x))"),
     "tanh": (lambda x, a: sympy.tanh(x), lambda a, x: x.tanh(), "Tanh", "tanh(x)"),

@@ -16,8 +16,7 @@ from ir.frontends import numpy_matmul
 from ir.frontends.torch_base import Converter, Importer, _axis, _np_dtype, _tup, _Unsupported, aten
 # the shape/view converters, registered in CONVERTERS below
 from ir.frontends.torch_layout_ops import (_cat, _expand, _flatten, _permute, _select, _slice_node, _split,
-                                           _squeeze, _transpose, _unbind, _unflatten, _unsqueeze,
-                                           _view)
+                                           _squeeze, _transpose, _unbind, _unflatten, _unsqueeze, _view)
 
 _A = aten
 
@@ -280,8 +279,8 @@ CONVERTERS: dict[Any, Converter] = {
     _A.flatten.using_ints: _flatten, _A.permute.default: _permute, _A.transpose.int: _transpose,
     _A.t.default: _transpose, _A.cat.default: _cat, _A.slice.Tensor: _slice_node, _A.select.int: _select,
     _A.split.Tensor: _split, _A.split_with_sizes.default: _split, _A.chunk.default: _split,
-    _A.unbind.int: _unbind, _A.unflatten.int: _unflatten, _A.unsqueeze.default: _unsqueeze, _A.squeeze.dim: _squeeze,
-    _A.squeeze.dims: _squeeze, _A.squeeze.default: _squeeze, _A.expand.default: _expand,
+    _A.unbind.int: _unbind, _A.unflatten.int: _unflatten, _A.unsqueeze.default: _unsqueeze,
+    _A.squeeze.dim: _squeeze, _A.squeeze.dims: _squeeze, _A.squeeze.default: _squeeze, _A.expand.default: _expand,
     _A.scaled_dot_product_attention.default: _sdpa,
     # no-ops in inference
     _A.clone.default: _identity, _A.alias.default: _identity, _A.contiguous.default: _identity,

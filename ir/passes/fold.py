@@ -65,6 +65,18 @@ def fold_constants(graph: Graph) -> Graph:
     return graph.with_nodes(nodes, params) if changed else graph
 
 
+def _splice(graph: Graph, replace: dict[str, list[Node]], drop: set[str], params: dict) -> Graph:
+    """``graph`` with each node named in ``replace`` swapped for its nodes, those in ``drop`` removed, and
+    ``params`` as its constants; the graph itself when nothing changes."""
+    if not replace:
+        return graph
+    nodes = []
+    for n in graph.nodes:
+        if n.name not in drop:
+            nodes.extend(replace.get(n.name, [n]))
+    return remove_dead_nodes(graph.with_nodes(nodes, params))
+
+
 def _bn_scale_shift(params, bn: Node) -> tuple[np.ndarray, np.ndarray]:
     """The per-channel affine map y = x·s + t that an inference batch norm computes."""
     gamma, beta, mean, var = (params[i].astype(np.float64) for i in bn.inputs[1:5])
@@ -112,14 +124,7 @@ def fold_batchnorm(graph: Graph) -> Graph:
                             Node(b_name, CONSTANT, (), TensorType(new_b.shape, new_b.dtype.name)),
                             Node(bn.name, prod.op, (prod.inputs[0], w_name, b_name), bn.type, prod.attrs)]
         drop.add(prod.name)
-    if not replace:
-        return graph
-    nodes = []
-    for n in graph.nodes:
-        if n.name in drop:
-            continue
-        nodes.extend(replace.get(n.name, [n]))
-    return remove_dead_nodes(graph.with_nodes(nodes, params))
+    return _splice(graph, replace, drop, params)
 
 
 def _channel_vector(c: np.ndarray, out_shape: tuple[int, ...], axis: int) -> np.ndarray | None:
@@ -172,14 +177,7 @@ def fold_bias(graph: Graph) -> Graph:
                                       prod.attrs)]
             drop.add(prod.name)
             break
-    if not replace:
-        return graph
-    nodes = []
-    for n in graph.nodes:
-        if n.name in drop:
-            continue
-        nodes.extend(replace.get(n.name, [n]))
-    return remove_dead_nodes(graph.with_nodes(nodes, params))
+    return _splice(graph, replace, drop, params)
 
 
 def simplify(graph: Graph, max_rounds: int = 20) -> Graph:

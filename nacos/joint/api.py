@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nacos.joint.result import Result, final_front, latency_model_quality, member
-from nacos.outdir import is_cwd_or_above
+from nacos.outdir import held_input, is_cwd_or_above
 from nacos.joint.runs import OptimizeConfig, RunContext
 
 DB_NAME = "nacos.db"
@@ -87,10 +87,9 @@ def _check_out(out: Path, resume: bool, force: bool, inputs: tuple[str | None, .
         if is_cwd_or_above(out):
             raise OptimizeError(f"{out} is the current folder or one above it: --force would delete it; "
                                 "give the run a folder of its own")
-        for item in inputs:
-            if item is not None and Path(item).exists() and out.resolve() in Path(item).resolve().parents:
-                raise OptimizeError(f"{out} holds the input {item}: --force would delete it; "
-                                    "give another output folder")
+        held = held_input(out, [i for i in inputs if i is not None and Path(i).exists()])
+        if held:
+            raise OptimizeError(f"{out} holds the input {held}: --force would delete it; give another output folder")
     return has_run
 
 
@@ -213,8 +212,6 @@ def optimize(space: str | None = None, dataset: str | None = None, *, out: str |
         given["dataset"] = str(dataset)
     cfg = OptimizeConfig(**given)
     # everything that can be wrong is checked before the folder is touched: a failed start leaves no run behind
-    if not resume:
-        _validate(cfg)
     _check_out(out, resume, force, inputs=(cfg.model, cfg.dataset))
     saved = _saved_config(out) if resume else None
     if saved is not None:
@@ -226,8 +223,7 @@ def optimize(space: str | None = None, dataset: str | None = None, *, out: str |
         cfg = saved  # a resumed run keeps its configuration
     else:
         cfg = replace(cfg, dataset=_absolute(cfg.dataset), model=_absolute(cfg.model))
-    if resume:
-        _validate(cfg)
+    _validate(cfg)  # the configuration the run will use: a resume's saved one, else the one given
     start_over = not resume and out.is_dir() and any(out.iterdir())  # --force: _check_out allowed it
     ds = data_mod.load(cfg.dataset)
     space_obj, teacher = _load_space(cfg, ds)

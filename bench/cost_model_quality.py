@@ -51,6 +51,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -69,9 +70,11 @@ def _read(path: str) -> tuple[list, list]:
         conn = sqlite3.connect(Path(tmp) / "db")
         cols = {row[1] for row in conn.execute("PRAGMA table_info(measurements)")}
         lat = "COALESCE(m.estimate, m.latency)" if "estimate" in cols else "m.latency"
-        rows = list(conn.execute(f"SELECT w.graph, w.target, m.point, {lat}, m.costs FROM measurements m "
-                                 "JOIN workloads w ON w.key = m.workload ORDER BY m.id"))
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        counts = ("c.counts FROM measurements m LEFT JOIN compiled c ON c.workload = m.workload AND "
+                  "c.point = m.point" if "compiled" in tables else "NULL FROM measurements m")
+        rows = list(conn.execute(f"SELECT w.graph, w.target, m.point, {lat}, m.costs, {counts} "
+                                 "JOIN workloads w ON w.key = m.workload ORDER BY m.id"))
         repeats = list(conn.execute("SELECT m.costs, r.costs FROM repeats r JOIN measurements m ON "
                                     "m.workload = r.workload AND m.point = r.point WHERE m.latency IS NOT NULL")
                        ) if "repeats" in tables else []
@@ -85,6 +88,19 @@ def remeasure_log_ratios(path: str) -> list[float]:
     return [float(np.log2(np.median(json.loads(b)) / np.median(json.loads(a)))) for a, b in _read(path)[1]]
 
 
+def model_kind(model_args: dict, **extra) -> tuple[str, dict]:
+    """(kind, keyword arguments) of the model ``--model-args`` describes: its ``"kind"`` (default ``"xgb"``) apart."""
+    args = {**model_args, **extra}
+    return args.pop("kind", "xgb"), args
+
+
+def make_model(model_args: dict, **extra):
+    from schedules.cost_model import create
+
+    kind, args = model_kind(model_args, **extra)
+    return create(kind, **args)
+
+
 def load_pairs(path: str) -> list:
     """``(MeasureInput, MeasureResult)`` of every measurement in the database at ``path`` (read from a copy)."""
     from schedules.measure import MeasureInput, MeasureResult
@@ -94,13 +110,13 @@ def load_pairs(path: str) -> list:
     rows = _read(path)[0]
     workloads: dict = {}
     pairs = []
-    for graph, target, point, latency, costs in rows:
+    for graph, target, point, latency, costs, counts in rows:
         w = workloads.setdefault((graph, target), Workload(graph, target))
         p = Point.from_json(point)
         ok = latency is not None and latency > 0
-        pairs.append((MeasureInput(w, p), MeasureResult(w.key, p, latency if ok else None,
-                                                        tuple(json.loads(costs)) if ok else (),
-                                                        None if ok else "failed")))
+        pairs.append((MeasureInput(w, p, counts), MeasureResult(w.key, p, latency if ok else None,
+                                                                tuple(json.loads(costs)) if ok else (),
+                                                                None if ok else "failed", compiled=counts)))
     return pairs
 
 
@@ -118,8 +134,10 @@ def merge(pairs: list) -> list:
             out.append((group[0][0], ok[0] if ok else group[0][1]))
         else:
             costs = tuple(c for r in ok for c in r.costs)
-            out.append((group[0][0], MeasureResult(ok[0].workload_key, ok[0].point,
-                                                   statistics.median(r.latency for r in ok), costs)))
+            counts = next((i.compiled for i, _ in group if i.compiled), None)
+            inp = group[0][0] if group[0][0].compiled or not counts else replace(group[0][0], compiled=counts)
+            out.append((inp, MeasureResult(ok[0].workload_key, ok[0].point,
+                                           statistics.median(r.latency for r in ok), costs, compiled=counts)))
     return out
 
 
@@ -127,7 +145,8 @@ def split_view(pairs: list, seeds: int, holdout: float, k: int, model_args: dict
     """Mean ± std over ``seeds`` stratified splits of :func:`holdout_pairs_quality`."""
     from schedules.cost_model import holdout_pairs_quality
 
-    runs = [holdout_pairs_quality(pairs, "xgb", holdout, k, seed, **model_args) for seed in range(seeds)]
+    kind, rest = model_kind(model_args)
+    runs = [holdout_pairs_quality(pairs, kind, holdout, k, seed, **rest) for seed in range(seeds)]
     out = {}
     for m in METRICS:
         vals = [r[m] for r in runs if np.isfinite(r[m])]  # nan: no workload had 3 successful test points
@@ -143,14 +162,14 @@ def curve_view(pairs: list, sizes: list[int], seeds: int, holdout: float, k: int
     """Per training size n: mean ± std over ``seeds`` splits of the per-workload τ when the model trains on at most
     n points of every workload. Each seed's test points are :func:`holdout_pairs_quality`'s (the same stratified
     shuffle), so sizes differ only in how much of the rest is used."""
-    from schedules.cost_model import create, ranking_quality, stratified_split
+    from schedules.cost_model import ranking_quality, stratified_split
 
     out = {}
     for n in sizes:
         taus = []
         for seed in range(seeds):
             train, test = stratified_split(pairs, holdout, seed, limit=n)
-            model = create("xgb", seed=seed, **model_args)
+            model = make_model(model_args, seed=seed)
             model.update([i for i, _ in train], [r for _, r in train])
             taus.append(ranking_quality(model, [i for i, _ in test], [r for _, r in test], k)["kendall_tau_mean"])
         taus = [t for t in taus if np.isfinite(t)]
@@ -163,13 +182,13 @@ def held_out_groups(pairs: list, groups: dict, k: int, model_args: dict) -> dict
     """Train on the pairs of every workload outside a group, rank the group's test workloads; ``groups`` maps a
     name to (workload keys left out of training, workload keys tested). Returns the per-group
     :func:`ranking_quality` and the per-workload mean τ and recall over all groups."""
-    from schedules.cost_model import create, ranking_quality
+    from schedules.cost_model import ranking_quality
 
     per = {}
     for name, (left_out, tested) in groups.items():
         train = [(i, r) for i, r in pairs if i.workload.key not in left_out]
         test = [(i, r) for i, r in pairs if i.workload.key in tested]
-        model = create("xgb", **model_args)
+        model = make_model(model_args)
         model.update([i for i, _ in train], [r for _, r in train])
         q = ranking_quality(model, [i for i, _ in test], [r for _, r in test], k)
         if q["workloads"]:
@@ -245,11 +264,12 @@ def _measure_random(pairs: list, n: int, rounds: int, seed: int, host: str, buil
                 fresh.append(p)
             if len(fresh) == n:
                 break
-        lats = remeasure(w, fresh, rounds, runner, builder)
+        counts: dict = {}
+        lats = remeasure(w, fresh, rounds, runner, builder, compiled=counts)
         done = {p: v for p, v in lats.items() if len(v) == rounds}
         for p, v in done.items():
-            inputs.append(MeasureInput(w, p))
-            results.append(MeasureResult(key, p, float(np.median(v)), tuple(v)))
+            inputs.append(MeasureInput(w, p, counts.get(p)))
+            results.append(MeasureResult(key, p, float(np.median(v)), tuple(v), compiled=counts.get(p)))
         if rounds >= 2 and len(done) >= 3:
             agree.append(kendalltau([v[0] for v in done.values()], [v[1] for v in done.values()]).statistic)
         print(f"  random: {w.name[:60]} {len(done)}/{len(fresh)} measured", flush=True)
@@ -257,12 +277,14 @@ def _measure_random(pairs: list, n: int, rounds: int, seed: int, host: str, buil
 
 
 def random_view(pairs: list, n: int, rounds: int, k: int, model_args: dict, seed: int = 0,
-                builder=None, runner=None, target: str | None = None, save: str | None = None) -> dict:
+                builder=None, runner=None, target: str | None = None, save: str | None = None,
+                compare: tuple = ()) -> dict:
     """Measure ``n`` fresh sampled points per workload of ``pairs`` (``rounds`` interleaved rounds, median kept) and
     rank them with a model trained on all of ``pairs``. Workloads of another target than ``target`` (canonical
     text; default this CPU's) are skipped: they cannot be measured here. ``save``: a database file the random
-    measurements are also written to (a test set to evaluate other models on later, without measuring again)."""
-    from schedules.cost_model import create, ranking_quality
+    measurements are also written to (a test set to evaluate other models on later, without measuring again).
+    ``compare``: more ``model_args`` whose models rank the same points (``out["compare"][kind]``)."""
+    from schedules.cost_model import ranking_quality
     from schedules.workload import target_key
 
     host = target_key() if target is None else target
@@ -277,20 +299,28 @@ def random_view(pairs: list, n: int, rounds: int, k: int, model_args: dict, seed
             for i, r in zip(inputs, results):
                 db.add_workload(i.workload)
                 db.add(r)
-    model = create("xgb", seed=seed, **model_args)
-    model.update([i for i, _ in pairs], [r for _, r in pairs])
-    out = ranking_quality(model, inputs, results, k)
+    scores = []
+    for args in (model_args, *compare):
+        model = make_model(args, seed=seed)
+        model.update([i for i, _ in pairs], [r for _, r in pairs])
+        scores.append(ranking_quality(model, inputs, results, k))
+    out = scores[0]
     out.update(per_workload_points=n, rounds=rounds, train=len(pairs), skipped_other_target=skipped,
-               rounds_agree_tau_mean=float(np.nanmean(agree)) if agree else float("nan"))
+               rounds_agree_tau_mean=float(np.nanmean(agree)) if agree else float("nan"),
+               model=model_kind(model_args)[0])
+    if compare:
+        out["compare"] = {model_kind(args)[0]: q for args, q in zip(compare, scores[1:])}
     return out
 
 
 def random_line(r: dict) -> str:
+    others = "".join(f"; {kind}: tau mean {q['kendall_tau_mean']:.3f}, pooled {q['kendall_tau_pooled']:.3f}, "
+                     f"top-{q['k']} recall {q['top_k_recall']:.2f}" for kind, q in r.get("compare", {}).items())
     return (f"random held-out schedules ({r['measurements']} measured, {r['per_workload_points']} sampled per "
-            f"workload, {r['workloads']} wl; model trained on {r['train']} database measurements): tau mean "
-            f"{r['kendall_tau_mean']:.3f}, pooled {r['kendall_tau_pooled']:.3f}; top-{r['k']} recall "
-            f"{r['top_k_recall']:.2f}; the {r['rounds']} measurement rounds agree to tau "
-            f"{r['rounds_agree_tau_mean']:.3f}")
+            f"workload, {r['workloads']} wl; models trained on {r['train']} database measurements): "
+            f"{r.get('model', 'xgb')}: tau mean {r['kendall_tau_mean']:.3f}, pooled {r['kendall_tau_pooled']:.3f}, "
+            f"top-{r['k']} recall {r['top_k_recall']:.2f}{others}; the {r['rounds']} measurement rounds agree to "
+            f"tau {r['rounds_agree_tau_mean']:.3f}")
 
 
 def fmt(v: dict) -> str:
@@ -305,6 +335,8 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--min-points", type=int, default=8, help="successes a workload needs in the cross views")
     ap.add_argument("--model-args", default="{}", help="JSON keyword arguments of schedules.cost_model.create")
+    ap.add_argument("--model", default=None, help="the cost model kind (default xgb; xgb-compiled reads the machine "
+                    "code too, and first builds the measurements whose code the databases do not hold)")
     ap.add_argument("--no-per-db", action="store_true", help="only the all-databases views")
     ap.add_argument("--no-cross", action="store_true", help="skip leave-one-workload/database-out")
     ap.add_argument("--random", type=int, default=0, metavar="N",
@@ -326,6 +358,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     model_args = json.loads(args.model_args)
+    if args.model:
+        model_args["kind"] = args.model
     t0 = time.perf_counter()
     if args.suite_trials:
         if not args.suite_dir:
@@ -337,6 +371,13 @@ def main(argv=None) -> int:
         ap.error("give databases, or --suite-trials N --suite-dir W")
     if args.retest == 1 or args.retest < 0:
         ap.error("--retest needs at least 2 rounds")
+    if model_args.get("kind") == "xgb-compiled":  # it reads each measurement's machine code: build what lacks it
+        from schedules.compiled import fill_counts
+
+        for path in args.dbs:
+            filled, lacking = fill_counts(path)
+            if lacking:
+                print(f"{path}: built {lacking} measurements again for their machine code ({filled} read)", flush=True)
     per_db_pairs = {path: load_pairs(path) for path in args.dbs}
     everything = merge([p for pairs in per_db_pairs.values() for p in pairs])
     command = " ".join(["python bench/cost_model_quality.py", *(sys.argv[1:] if argv is None else argv)])

@@ -72,7 +72,8 @@ def retest_view(pairs: list, rounds: int, holdout: float, model_args: dict, seed
     normalized by it (:func:`schedules.tuner.remeasure`), meant to cancel load changes that last seconds."""
     from scipy.stats import kendalltau
 
-    from schedules.cost_model import create, stratified_split
+    from bench.cost_model_quality import make_model
+    from schedules.cost_model import stratified_split
     from schedules.tuner import remeasure
     from schedules.workload import target_key
 
@@ -80,7 +81,7 @@ def retest_view(pairs: list, rounds: int, holdout: float, model_args: dict, seed
         raise ValueError("the retest view needs at least 2 rounds")
     host = target_key() if target is None else target
     train, test = stratified_split(pairs, holdout, seed)
-    model = create("xgb", seed=seed, **model_args)
+    model = make_model(model_args, seed=seed)
     model.update([i for i, _ in train], [r for _, r in train])
     by_wl: dict = {}
     for inp, r in test:

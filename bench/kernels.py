@@ -249,6 +249,8 @@ def cost_model_quality(pairs: list, db_paths: list[str], holdout: float = 0.2) -
     from schedules.cost_model import holdout_pairs_quality
 
     out = holdout_pairs_quality(pairs, "xgb", holdout=holdout, seed=0)
+    # the same split ranked with the built candidates' machine code too (the tuner stores it with each measurement)
+    out["compiled"] = holdout_pairs_quality(pairs, "xgb-compiled", holdout=holdout, seed=0)
     ratios = [x for path in db_paths for x in remeasure_log_ratios(path)]
     out["noise"] = noise_reference(pairs, ratios, 1, holdout)  # its one split is seed 0's
     return out
@@ -283,6 +285,11 @@ def print_table(rows: list[dict], peak: dict, quality: dict | None) -> None:
         print(f"\nCost model on held-out schedules ({quality['train']} train / {quality['test']} test, "
               f"{quality['workloads']} workloads): Kendall tau mean {quality['kendall_tau_mean']:.3f}, "
               f"pooled {quality['kendall_tau_pooled']:.3f}; top-{quality['k']} recall {quality['top_k_recall']:.2f}")
+        if "compiled" in quality:
+            c = quality["compiled"]
+            print(f"  xgb-compiled (the knobs and the built candidates' machine code), same split: Kendall tau mean "
+                  f"{c['kendall_tau_mean']:.3f}, pooled {c['kendall_tau_pooled']:.3f}; top-{c['k']} recall "
+                  f"{c['top_k_recall']:.2f}")
         noise = quality.get("noise")
         if noise and "remeasured_ceiling_tau_mean" in noise:
             print(f"  a perfect model would reach tau ~{noise['remeasured_ceiling_tau_mean']:.3f} on this split: "
@@ -351,7 +358,8 @@ def main(argv=None) -> int:
         pairs = merge([p for db in dbs for p in load_pairs(db)])
         quality = cost_model_quality(pairs, dbs)
         if args.random:
-            quality["random"] = random_view(pairs, args.random, 2, quality["k"], {}, builder=builder, runner=runner)
+            quality["random"] = random_view(pairs, args.random, 2, quality["k"], {}, builder=builder, runner=runner,
+                                            compare=({"kind": "xgb-compiled"},))
         if args.retest:
             quality["retest"] = retest_view(pairs, args.retest, 0.2, {}, builder=builder, runner=runner)
     finally:

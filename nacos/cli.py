@@ -245,6 +245,10 @@ def cmd_tune(args) -> int:
         raise UsageError(f"--workers {args.workers}: must be at least 1")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size {args.batch_size}: must be at least 1")
+    if args.screen < 1:
+        raise UsageError(f"--screen {args.screen}: must be at least 1")
+    if args.screen > 1 and args.cost_model != "xgb-compiled":
+        raise UsageError(f"--screen {args.screen} needs --cost-model xgb-compiled (the model that reads machine code)")
     target = None
     if args.target:
         example = '\'{"kind": "llvm", "mtriple": "aarch64-linux-gnu", "num-cores": 4}\''
@@ -285,7 +289,7 @@ def cmd_tune(args) -> int:
     try:
         report = nacos.tune(graph, trials=args.trials, db=args.db, target=target, runner=runner, builder=builder,
                             batch_size=args.batch_size, seed=args.seed, progress=not args.json and not args.quiet,
-                            layout=args.layout)
+                            layout=args.layout, cost_model=args.cost_model, screen=args.screen)
     except (MixedCachesError, ConnectionError) as e:  # ConnectionError: schedules.rpc.TrackerError
         raise UsageError(str(e)) from None
     finally:
@@ -404,6 +408,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measurements wanted in all, those already in the database included (default 64)")
     s.add_argument("--db", required=True, metavar="PATH", help="SQLite tuning database (created if missing)")
     s.add_argument("--batch-size", type=int, default=8, help="candidates measured per round (default 8)")
+    s.add_argument("--cost-model", choices=("xgb", "xgb-compiled", "random"), default="xgb",
+                   help="what ranks candidates before they are measured (default xgb: the schedule's knobs and loop "
+                        "nest; xgb-compiled also reads built candidates' machine code, with --screen)")
+    s.add_argument("--screen", type=int, default=1, metavar="K",
+                   help="with --cost-model xgb-compiled: build K times the candidates of a round and measure those "
+                        "the model ranks best from their code (default 1: no screening)")
     s.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
     s.add_argument("--workers", type=int, help="builder processes (default: one per core, at most 2)")
     s.add_argument("--rpc", metavar="HOST:PORT", help="measure on a board through this TVM RPC tracker")

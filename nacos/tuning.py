@@ -67,13 +67,15 @@ class TuneReport:
 
 def tune(graph: Graph, trials: int = 64, db: Any = "nacos-tune.db", target: Any = None, runner: Any = None,
          builder: Any = None, cost_model: Any = "xgb", batch_size: int = 8, seed: int = 0,
-         progress: bool = False, layout: str | None = None) -> TuneReport:
+         progress: bool = False, layout: str | None = None, screen: int = 1) -> TuneReport:
     """Tune the schedules of ``graph``'s kernels for ``target`` (default: this CPU).
 
     ``trials`` is the number of measurements wanted for the model's distinct kernels in all, those already in
     ``db`` (a path or :class:`schedules.database.Database`) included; they are shared out by each kernel's
     estimated share of the latency. ``runner`` defaults to a local runner (``schedules.rpc.RPCRunner`` measures
-    a remote board); ``cost_model`` is ``"xgb"``, ``"random"`` or a :class:`schedules.cost_model.CostModel`.
+    a remote board); ``cost_model`` is ``"xgb"``, ``"xgb-compiled"``, ``"random"`` or a
+    :class:`schedules.cost_model.CostModel`. ``screen`` > 1 with ``"xgb-compiled"`` builds that many times each
+    round's candidates and measures those the model ranks best from their machine code (docs/tuning.md).
     ``layout`` is the activation layout the model will be compiled with (:func:`schedules.fusion.kernel_graph`).
     A database keeps measurements of one cache mode: a runner with ``cache_flush`` into a database measured with
     warm caches (or the other way round) raises :class:`schedules.database.MixedCachesError` before measuring.
@@ -89,7 +91,8 @@ def tune(graph: Graph, trials: int = 64, db: Any = "nacos-tune.db", target: Any 
     workloads = unique_workloads(graph, tkey, layout)
     database = db if isinstance(db, Database) else Database(db)
     try:
-        results = tune_tasks(workloads, trials, database, runner, builder, cost_model, batch_size, seed, progress)
+        results = tune_tasks(workloads, trials, database, runner, builder, cost_model, batch_size, seed, progress,
+                             screen=screen)
     finally:
         if database is not db:
             database.close()

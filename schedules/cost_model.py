@@ -2,8 +2,9 @@
 
 A model has four methods — ``update(candidates, results)`` (online: called after every measured batch),
 ``predict(candidates)`` (a score per candidate, higher = faster; only the order within one workload matters),
-``save(path)`` and ``load(path)`` — and is made by ``create(kind)``: ``"xgb"`` (XGBoost on :mod:`schedules.features`, learning
-per-workload normalized log-throughput) or ``"random"``. The xgb model predicts randomly until it
+``save(path)`` and ``load(path)`` — and is made by ``create(kind)``: ``"xgb"`` (XGBoost on :mod:`schedules.features`,
+learning per-workload normalized log-throughput), ``"xgb-compiled"`` (the same, and the machine code of built
+candidates: :mod:`schedules.compiled`) or ``"random"``. The xgb model predicts randomly until it
 has ``warmup`` successful measurements, like MetaSchedule's. :func:`ranking_quality` reports Kendall τ and
 top-k recall on held-out measurements.
 """
@@ -15,6 +16,7 @@ import json
 import os
 import random
 import threading
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -122,7 +124,7 @@ class XGBModel(CostModel):
     def update(self, candidates, results) -> None:
         if not candidates:
             return
-        self._x.extend(extract_many(candidates))
+        self._x.extend(self._features(candidates, results))
         self._lat.extend(r.latency if r.ok else float("inf") for r in results)
         self._group.extend(c.workload.key for c in candidates)
         self._fit()
@@ -207,7 +209,10 @@ class XGBModel(CostModel):
             return self._rng.random(len(candidates))
         import xgboost as xgb
 
-        return self._booster.predict(xgb.DMatrix(extract_many(candidates)))
+        return self._booster.predict(xgb.DMatrix(self._features(candidates)))
+
+    def _features(self, candidates, results=None) -> np.ndarray:
+        return extract_many(candidates)
 
     def save(self, path: str) -> None:
         """``path`` (the booster, XGBoost JSON) and ``path + ".npz"`` (training data, to keep updating)."""
@@ -229,6 +234,60 @@ class XGBModel(CostModel):
         if os.path.exists(path):
             self._booster = xgb.Booster()
             self._booster.load_model(path)
+
+
+@register("xgb-compiled")
+class CompiledXGBModel(XGBModel):
+    """:class:`XGBModel` on the knob features *and* the machine code a candidate compiled to
+    (:mod:`schedules.compiled`: the hottest loop's instructions, FMAs, loads, stores, spills and a cycle estimate).
+
+    It ranks **built** candidates: those whose input (or result, in ``update``) carries ``compiled`` counts. The
+    tuner builds more candidates than it measures and lets this model pick which to run (``screen``, see
+    :class:`schedules.tuner.TaskScheduler`). Candidates without counts — proposals not built yet, or measurements of
+    a database written before counts were kept — are ranked by a knob-features model trained alongside on the same
+    measurements; training rows without counts still teach the main model their knob features (XGBoost treats the
+    missing counts as missing values)."""
+
+    reads_code = True
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.knobs = XGBModel(**kwargs)
+
+    def update(self, candidates, results) -> None:
+        self.knobs.update(candidates, results)
+        super().update(candidates, results)
+
+    def predict(self, candidates) -> np.ndarray:
+        built = np.array([c.compiled is not None for c in candidates], dtype=bool)
+        if self._booster is None or not built.any():
+            return self.knobs.predict(candidates)
+        if built.all():
+            return super().predict(candidates)
+        # a mixed batch: each candidate by the model that can read it (both predict the same normalized target)
+        out = np.asarray(self.knobs.predict(candidates), dtype=np.float64)
+        out[built] = super().predict([c for c, b in zip(candidates, built) if b])
+        return out
+
+    def _features(self, candidates, results=None) -> np.ndarray:
+        from schedules.compiled import COMPILED_NAMES, compiled_features
+        from schedules.features import INDEX
+
+        knobs = extract_many(candidates)
+        if not len(candidates):
+            return np.zeros((0, knobs.shape[1] + len(COMPILED_NAMES)), dtype=np.float32)
+        counts = [c.compiled or (r.compiled if results is not None else None)
+                  for c, r in zip(candidates, results if results is not None else candidates)]
+        flops = np.exp2(knobs[:, INDEX["log_flops"]])  # the main stage's, as the knob features count them
+        return np.hstack([knobs, np.stack([compiled_features(n, f) for n, f in zip(counts, flops)])])
+
+    def save(self, path: str) -> None:
+        super().save(path)
+        self.knobs.save(path + ".knobs")
+
+    def load(self, path: str) -> None:
+        super().load(path)
+        self.knobs.load(path + ".knobs")
 
 
 # ---- quality -------------------------------------------------------------------------------------------------
@@ -306,6 +365,8 @@ def holdout_pairs_quality(pairs: Sequence[tuple[MeasureInput, MeasureResult]], k
     train, test = stratified_split(pairs, holdout, seed)
     model = create(kind, seed=seed, **model_args)
     model.update([i for i, _ in train], [r for _, r in train])
-    out = ranking_quality(model, [i for i, _ in test], [r for _, r in test], k)
+    # a held-out point was built when it was measured: its machine code is known (models that read it use it)
+    test_inputs = [i if i.compiled or not r.compiled else replace(i, compiled=r.compiled) for i, r in test]
+    out = ranking_quality(model, test_inputs, [r for _, r in test], k)
     out.update(model=kind, train=len(train), test=len(test))
     return out

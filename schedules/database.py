@@ -49,6 +49,8 @@ CREATE INDEX IF NOT EXISTS measurements_best ON measurements (workload, estimate
 CREATE TABLE IF NOT EXISTS repeats (
     id INTEGER PRIMARY KEY AUTOINCREMENT, workload TEXT NOT NULL, point TEXT NOT NULL,
     costs TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS compiled (  -- machine-code counts of a measured build (schedules.compiled), JSON
+    workload TEXT NOT NULL, point TEXT NOT NULL, counts TEXT NOT NULL, PRIMARY KEY (workload, point));
 """
 
 
@@ -68,7 +70,11 @@ class Database:
         self._workloads: dict[str, Workload] = {}
         if readonly:
             self._conn = _connect_readonly(self.path)
+            # a database written before machine-code counts were kept has no such table (and may not get one here)
+            self._compiled = bool(self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                                     "name = 'compiled'").fetchone())
             return
+        self._compiled = True
         self._conn = sqlite3.connect(self.path, timeout=60.0)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a killed process loses no commit
@@ -113,8 +119,18 @@ class Database:
             " created, estimate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (r.workload_key, r.point.to_json(), latency, json.dumps([float(c) for c in r.costs]), r.error,
              float(r.build_s), float(r.run_s), r.runner, float(r.created), latency))
+        if cur.rowcount == 1 and r.compiled:
+            self._conn.execute("INSERT OR REPLACE INTO compiled VALUES (?, ?, ?)",
+                               (r.workload_key, r.point.to_json(), r.compiled))
         self._conn.commit()
         return cur.rowcount == 1
+
+    def add_compiled(self, workload: Workload | str, point: Point, counts: str) -> None:
+        """Store the machine-code counts of a measured point built again (e.g. to fill a database measured
+        before they were kept: bench/cost_model_quality.py ``--model xgb-compiled``)."""
+        key = workload if isinstance(workload, str) else workload.key
+        self._conn.execute("INSERT OR REPLACE INTO compiled VALUES (?, ?, ?)", (key, point.to_json(), counts))
+        self._conn.commit()
 
     def refine(self, r: MeasureResult) -> float | None:
         """Add a successful re-measurement of an already measured point; returns the point's new estimate."""
@@ -155,15 +171,17 @@ class Database:
     def records(self, workload: Workload | str, ok_only: bool = False) -> list[MeasureResult]:
         """Measurements of a workload, oldest first; ``latency`` is the estimate, ``costs`` include repeats."""
         key = workload if isinstance(workload, str) else workload.key
-        sql = ("SELECT point, estimate, costs, error, build_s, run_s, runner, created FROM measurements "
-               "WHERE workload = ?" + (" AND latency IS NOT NULL" if ok_only else "") + " ORDER BY id")
+        source = ("c.counts FROM measurements m LEFT JOIN compiled c ON c.workload = m.workload AND c.point = m.point"
+                  if self._compiled else "NULL FROM measurements m")
+        sql = ("SELECT m.point, estimate, m.costs, error, build_s, run_s, runner, created, " + source
+               + " WHERE m.workload = ?" + (" AND latency IS NOT NULL" if ok_only else "") + " ORDER BY m.id")
         rows = list(self._conn.execute(sql, (key,)))
         repeated = {p for (p,) in self._conn.execute("SELECT DISTINCT point FROM repeats WHERE workload = ?",
                                                      (key,))}
         return [MeasureResult(key, Point.from_json(p), lat,
                               tuple(self._costs(key, p, json.loads(c)) if p in repeated else json.loads(c)),
-                              err, b or 0.0, r or 0.0, runner or "", created)
-                for p, lat, c, err, b, r, runner, created in rows]
+                              err, b or 0.0, r or 0.0, runner or "", created, counts)
+                for p, lat, c, err, b, r, runner, created, counts in rows]
 
     def measured(self, workload: Workload | str) -> set[Point]:
         key = workload if isinstance(workload, str) else workload.key

@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 from schedules.space import Point
@@ -29,8 +29,12 @@ ERROR_KINDS = ("schedule", "build", "reference", "crash", "timeout", "wrong", "r
 
 @dataclass(frozen=True)
 class MeasureInput:
+    """A candidate. ``compiled`` is its machine code's counts (:mod:`schedules.compiled`, JSON) once it was built:
+    models that read compiled code use it; it is not part of the candidate's identity."""
+
     workload: Workload
     point: Point
+    compiled: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ class BuildResult:
     error: str | None = None
     build_s: float = 0.0
     packed: tuple = ()               # (param, dim, lanes): inputs the kernel reads pre-packed (layout knob)
+    compiled: str | None = None      # machine-code counts of the artifact (schedules.compiled), JSON
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class MeasureResult:
     run_s: float = 0.0
     runner: str = ""
     created: float = field(default_factory=time.time)
+    compiled: str | None = None      # machine-code counts of the build measured (schedules.compiled), JSON
 
     @property
     def ok(self) -> bool:
@@ -93,8 +99,11 @@ def _target(workload: Workload):
     return tvm.target.Target(json.loads(workload.target))
 
 
-def build_job(workload_json: str, point_json: str, out_path: str, cross_cc: str | None) -> tuple[float, list]:
-    """Schedule, compile and export one candidate; returns the seconds it took and its packed inputs."""
+def build_job(workload_json: str, point_json: str, out_path: str,
+              cross_cc: str | None) -> tuple[float, list, str | None]:
+    """Schedule, compile and export one candidate; returns the seconds it took, its packed inputs and its machine
+    code's counts (:func:`schedules.compiled.counts_of_library`)."""
+    from schedules.compiled import counts_of_library
     from schedules.packed import packed_inputs
     from schedules.space import space_for
     from schedules.tvm_env import tvm
@@ -114,7 +123,12 @@ def build_job(workload_json: str, point_json: str, out_path: str, cross_cc: str 
     else:
         ex.export_library(tmp)
     os.replace(tmp, out_path)
-    return time.perf_counter() - t0, packed_inputs(sch.mod["main"])
+    # the machine code's counts, for models that read it: host (x86-64) builds only, a cross build's code is not
+    try:
+        counts = None if cross_cc else counts_of_library(out_path)
+    except Exception:  # noqa: BLE001 — optional data: an unreadable disassembly never fails a build
+        counts = None
+    return time.perf_counter() - t0, packed_inputs(sch.mod["main"]), counts
 
 
 def random_inputs(workload: Workload, seed: int = 0) -> list:
@@ -225,9 +239,9 @@ class LocalBuilder(Builder):
         for (k, path), res in zip(slots, self.pool.map("schedules.measure:build_job", jobs, self.timeout)):
             inp = inputs[k]
             if res.ok:
-                seconds, packed = res.value
+                seconds, packed, counts = res.value
                 results[k] = BuildResult(inp, path, self.reference_path(inp.workload), None, float(seconds),
-                                         tuple(tuple(p) for p in packed))
+                                         tuple(tuple(p) for p in packed), counts)
             else:
                 results[k] = BuildResult(inp, error=classify(res, "build"), build_s=res.seconds)
         return [r for r in results if r is not None]
@@ -254,11 +268,28 @@ class Runner(_Closeable):
 
 def measure(builder: Builder, runner: Runner, inputs: Sequence[MeasureInput],
             callback: Callback | None = None) -> list[MeasureResult]:
-    """Build then run ``inputs``; artifacts are deleted once measured."""
-    builds = builder.build(inputs)
+    """Build then run ``inputs``; artifacts are deleted once measured. Each result carries its build's machine-code
+    counts (``compiled``), callbacks included."""
+    return run_builds(runner, builder.build(inputs), callback)
+
+
+def run_builds(runner: Runner, builds: Sequence[BuildResult], callback: Callback | None = None) -> list[MeasureResult]:
+    """:func:`measure`'s second half: run ``builds``, attach their machine-code counts, delete the artifacts."""
+    counts = {(b.input.workload.key, b.input.point): b.compiled for b in builds if b.compiled}
+
+    def with_counts(r: MeasureResult) -> MeasureResult:
+        c = counts.get((r.workload_key, r.point))
+        return replace(r, compiled=c) if c and r.compiled is None else r
+
     try:
-        return runner.run(builds, callback)
+        results = runner.run(builds, None if callback is None else lambda r: callback(with_counts(r)))
+        return [with_counts(r) for r in results]
     finally:
-        for b in builds:
-            if b.artifact and os.path.exists(b.artifact):
-                os.unlink(b.artifact)
+        discard(builds)
+
+
+def discard(builds: Sequence[BuildResult]) -> None:
+    """Delete the artifacts of ``builds``."""
+    for b in builds:
+        if b.artifact and os.path.exists(b.artifact):
+            os.unlink(b.artifact)

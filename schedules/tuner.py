@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import random
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
 
 from schedules.cost_model import CostModel, create
 from schedules.database import Database
-from schedules.measure import Builder, LocalBuilder, MeasureInput, MeasureResult, Runner, measure
+from schedules.measure import (BuildResult, Builder, LocalBuilder, MeasureInput, MeasureResult, Runner, discard,
+                               measure, run_builds)
 from schedules.progress import TuneProgress
 from schedules.space import DEFAULT_SCHEDULE, Point, ScheduleSpace, default_matches, space_for
 from schedules.workload import Workload
@@ -173,9 +174,13 @@ class TaskScheduler:
 
     def __init__(self, tasks: Sequence[Task], db: Database, builder: Builder, runner: Runner,
                  cost_model: CostModel, strategy: EvolutionarySearch, batch_size: int = 8,
-                 progress: TuneProgress | None = None, validate: bool = True) -> None:
+                 progress: TuneProgress | None = None, validate: bool = True, screen: int = 1) -> None:
         self.tasks, self.db, self.builder, self.runner = list(tasks), db, builder, runner
         self.validate = validate
+        if screen < 1:
+            raise ValueError(f"screen={screen}: build at least the candidates measured (1: no screening)")
+        # a model that reads machine code (``xgb-compiled``) picks which of ``screen`` × the batch to measure
+        self.screen = screen if getattr(cost_model, "reads_code", False) else 1
         self.model, self.strategy, self.batch_size = cost_model, strategy, batch_size
         self.progress = progress or TuneProgress(enabled=False)
         families: dict[tuple, list[Task]] = {}
@@ -244,13 +249,19 @@ class TaskScheduler:
                 fresh = sum(1 for t in self.tasks if not t.measured and not t.dead)
                 if not task.measured and fresh > 1:  # a small budget still measures every task's default first
                     n = max(1, min(n, left // fresh))
-                points = self.strategy.propose(task, self.model, n)
+                points = self.strategy.propose(task, self.model, n * self.screen)
                 if not points:
                     task.dead = True
                     continue
                 before = task.best
-                inputs = [MeasureInput(task.workload, p) for p in points]
-                results = measure(self.builder, self.runner, inputs, lambda r, t=task: self._record(t, r))
+                record = (lambda r, t=task: self._record(t, r))
+                if len(points) > n:
+                    builds = self._screen(task, self.builder.build([MeasureInput(task.workload, p) for p in points]), n)
+                    inputs = [b.input for b in builds]
+                    results = run_builds(self.runner, builds, record)
+                else:
+                    inputs = [MeasureInput(task.workload, p) for p in points]
+                    results = measure(self.builder, self.runner, inputs, record)
                 for r in results:  # a runner that does not call back still has its results recorded
                     if r.point not in task.measured:
                         self._record(task, r)
@@ -270,6 +281,18 @@ class TaskScheduler:
         finally:
             self.progress.stop()
         return [self.result(t) for t in self.tasks]
+
+    def _screen(self, task: Task, builds: list[BuildResult], n: int) -> list[BuildResult]:
+        """The ``n`` builds to measure: the task's baselines (the default schedule), then the built candidates the
+        model ranks fastest from their machine code; a failed build only when too few succeeded (the others are
+        not recorded: no trial is spent on them). The artifacts not chosen are deleted."""
+        keep = [b for b in builds if b.input.point in task.baselines]
+        ok = [b for b in builds if b.error is None and b not in keep]
+        scores = np.asarray(self.model.predict([replace(b.input, compiled=b.compiled) for b in ok]))
+        ranked = [ok[i] for i in np.argsort(-scores, kind="stable")]
+        chosen = (keep + ranked + [b for b in builds if b.error is not None and b not in keep])[:n]
+        discard([b for b in builds if b not in chosen])
+        return chosen
 
     def _confirmed(self, task: Task, finalists: int = 3) -> bool:
         """Whether the best ``finalists`` points were re-measured (or there are too few to compare)."""
@@ -312,8 +335,13 @@ class TaskScheduler:
 
 def tune_tasks(workloads: Sequence[tuple[Workload, int]], trials: int, db: Database | str,
                runner: Runner | None = None, builder: Builder | None = None, cost_model: CostModel | str = "xgb",
-               batch_size: int = 8, seed: int = 0, progress: bool = False, validate: bool = True) -> list[TuneResult]:
+               batch_size: int = 8, seed: int = 0, progress: bool = False, validate: bool = True,
+               screen: int = 1) -> list[TuneResult]:
     """Tune ``(workload, weight)`` pairs with one shared budget of ``trials`` measurements (database included).
+
+    ``screen`` > 1 with a model that reads machine code (``cost_model="xgb-compiled"``) builds ``screen`` times the
+    candidates of each round and measures those the model ranks best from their code (builds cost time, not
+    trials; :meth:`TaskScheduler._screen`).
 
     With ``validate``, a round's new best and, at the end, the top 3 and the default of every task tuned in this
     run (or whose top 3 were never re-measured: a run killed before its end) are re-measured side by side (not
@@ -332,7 +360,8 @@ def tune_tasks(workloads: Sequence[tuple[Workload, int]], trials: int, db: Datab
         database.claim_caches(runner.caches)
         tasks = [Task(w, weight) for w, weight in workloads]
         sched = TaskScheduler(tasks, database, builder, runner, create(cost_model, seed=seed),
-                              EvolutionarySearch(seed=seed), batch_size, TuneProgress(enabled=progress), validate)
+                              EvolutionarySearch(seed=seed), batch_size, TuneProgress(enabled=progress), validate,
+                              screen)
         if sum(len(t.measured) for t in tasks) < trials:
             for part in (builder, runner):
                 if hasattr(part, "start"):
@@ -349,21 +378,23 @@ def tune_tasks(workloads: Sequence[tuple[Workload, int]], trials: int, db: Datab
 
 def tune_workload(workload: Workload, trials: int, db: Database | str, runner: Runner | None = None,
                   cost_model: CostModel | str = "xgb", builder: Builder | None = None, batch_size: int = 8,
-                  seed: int = 0, progress: bool = False, validate: bool = True) -> TuneResult:
+                  seed: int = 0, progress: bool = False, validate: bool = True, screen: int = 1) -> TuneResult:
     """Tune one workload until the database holds ``trials`` measurements of it; the best found."""
     return tune_tasks([(workload, 1)], trials, db, runner, builder, cost_model, batch_size, seed, progress,
-                      validate)[0]
+                      validate, screen)[0]
 
 
 def remeasure(workload: Workload, points: Sequence[Point], rounds: int = 3, runner: Runner | None = None,
-              builder: Builder | None = None, reference: Point | None = None) -> dict[Point, list[float]]:
+              builder: Builder | None = None, reference: Point | None = None,
+              compiled: dict | None = None) -> dict[Point, list[float]]:
     """Latencies of ``points`` measured again, interleaved ``rounds`` times (nothing is stored): a side-by-side
     comparison on a noisy machine, e.g. of a tuned schedule against :data:`DEFAULT_SCHEDULE`.
 
     With a ``reference`` schedule, every measurement is bracketed by two of the reference and divided by their
     geometric mean, then scaled by the reference's median over the call: a load change that lasts seconds slows
     the point and its brackets alike and should cancel (three runs a measurement instead of one). A point whose
-    brackets failed is left out of that round, as a failed measurement is."""
+    brackets failed is left out of that round, as a failed measurement is. ``compiled``, a dict, receives each
+    built point's machine-code counts (:mod:`schedules.compiled`)."""
     import os
 
     from schedules.runner import LocalRunner
@@ -373,6 +404,8 @@ def remeasure(workload: Workload, points: Sequence[Point], rounds: int = 3, runn
     runner = runner or LocalRunner()
     measured = ([] if reference is None else [reference]) + list(points)
     builds = builder.build([MeasureInput(workload, p) for p in measured])
+    if compiled is not None:
+        compiled.update({b.input.point: b.compiled for b in builds if b.compiled})
     try:
         out: dict[Point, list[float]] = {p: [] for p in points}
         if reference is None:

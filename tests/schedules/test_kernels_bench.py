@@ -88,8 +88,24 @@ def test_quick_bench_end_to_end(tmp_path):
     q = data["cost_model"]
     assert {"kendall_tau_mean", "kendall_tau_pooled", "top_k_recall", "train", "test", "noise"} <= set(q)
     assert "back_to_back_tau_mean" in q["noise"]  # the perfect-model line needs re-measured points as well
+    # the code model ranks the same split and the same random points (the tuner kept every build's counts)
+    assert q["compiled"]["test"] == q["test"] and math.isfinite(q["compiled"]["kendall_tau_mean"])
+    assert q["random"]["compare"]["xgb-compiled"]["measurements"] == q["random"]["measurements"]
+    assert "xgb-compiled" in proc.stdout
     assert "Kendall tau" in proc.stdout and "GFLOP/s" in proc.stdout
     assert q["random"]["per_workload_points"] == 6 and q["random"]["measurements"] > 0
     assert "random held-out schedules" in proc.stdout
     # 16 measurements a kernel hold out round(0.2 · 16) = 3, just enough for a τ per kernel
     assert q["retest"]["rounds"] == 2 and q["retest"]["points"] > 0 and "retest (" in proc.stdout
+
+
+@pytest.mark.slow
+def test_screening_bench_end_to_end(tmp_path):
+    out = tmp_path / "s.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "screening.py"), "--kernels", "dense_128to64",
+                           "--trials", "6", "--screen", "2", "--seeds", "0", "--rounds", "2", "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert len(data["rows"]) == 1 and data["rows"][0]["ratio"] > 0 and data["tune_time_ratio"] > 0
+    assert "screened / plain best latency" in proc.stdout

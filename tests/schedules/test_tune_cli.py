@@ -130,6 +130,8 @@ def test_compile_with_db_uses_tuned_schedules_and_matches_default(killed_and_res
     (["--rpc-key", "myboard"], "--rpc-key is for measuring on a board"),  # was ignored: the tune ran here
     (["--cross-cc", "aarch64-linux-gnu-g++"], "--cross-cc is for measuring on a board"),
     (["--rpc", "127.0.0.1:1", "--rpc-key", "b"], "cannot connect"),  # checked before the database is created
+    (["--screen", "0", "--cost-model", "xgb-compiled"], "--screen 0"),
+    (["--screen", "4"], "needs --cost-model xgb-compiled"),  # the knob model cannot tell builds apart
 ])
 def test_bad_tune_input_is_one_line_exit_2(args, message, model, tmp_path, capsys):
     code = main(["tune", str(model), "--db", str(tmp_path / "x.db"), *args])
@@ -163,3 +165,14 @@ def test_cache_flush_gives_a_local_runner_that_flushes():
     finally:
         runner.close()
     assert _runner(build_parser().parse_args(["tune", "m.onnx", "--db", "x.db"])) is None
+
+
+def test_tune_screens_builds_with_the_code_model(model, tmp_path, capsys):
+    db = tmp_path / "s.db"
+    code = main(["tune", str(model), "--db", str(db), "--trials", "6", "--batch-size", "3", "--cost-model",
+                 "xgb-compiled", "--screen", "2", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["new_measurements"] == 6
+    with Database(db) as database:
+        records = [r for w in database.workloads() for r in database.records(w)]
+    assert len(records) == 6 and all(r.compiled for r in records if r.ok)

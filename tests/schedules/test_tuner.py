@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 from schedules.database import Database
 from schedules.measure import MeasureResult
 from schedules.space import DEFAULT_SCHEDULE, space_for
@@ -195,3 +198,52 @@ def test_results_of_a_runner_that_does_not_call_back_are_recorded(tmp_path):
     res = tune_tasks([(w, 1)], 8, tmp_path / "f.db", Silent(), FakeBuilder(), "random", batch_size=4,
                      validate=False)
     assert res[0].trials == 8 and res[0].new == 8
+
+
+class CodeBuilder(FakeBuilder):
+    """Builds whose "machine code" tells FakeRunner's latency (its hash), which no knob feature does."""
+
+    def __init__(self):
+        self.built = 0
+
+    def build(self, inputs):
+        import hashlib
+        import json
+        from dataclasses import replace
+
+        from schedules.compiled import COUNTS_VERSION
+
+        out = []
+        for b in super().build(inputs):
+            h = int(hashlib.sha256(b.input.point.to_json().encode()).hexdigest()[:8], 16)
+            counts = {"v": COUNTS_VERSION, "loops": 1, "all_instr": 10, "all_fma_lanes": 8, "all_spill": 0,
+                      "hot_instr": 1 + h % 1000, "hot_fma": 1, "hot_fma_lanes": 8, "hot_loads": 1, "hot_stores": 0,
+                      "hot_bcast": 0, "hot_spill": 0, "hot_scalar": 0, "hot_shuffle": 0, "hot_depth": 1}
+            out.append(replace(b, compiled=json.dumps(counts)))
+        self.built += len(out)
+        return out
+
+
+def test_screening_measures_the_builds_the_code_model_ranks_fastest(tmp_path):
+    a, _ = _same_conv_twice()
+    measured = {}
+    for screen in (1, 4):
+        runner, builder = FakeRunner(), CodeBuilder()
+        res = tune_tasks([(a, 1)], 48, tmp_path / f"s{screen}.db", runner, builder, "xgb-compiled", batch_size=8,
+                         validate=False, screen=screen)[0]
+        assert res.trials == 48 and len(runner.log) == 48  # builds beyond the batch cost no trial
+        assert builder.built >= (48 if screen == 1 else 150)
+        with Database(tmp_path / f"s{screen}.db") as db:
+            records = db.records(a)
+        assert len(records) == 48 and all(r.compiled for r in records)
+        measured[screen] = [r.latency for r in records[16:] if r.ok]  # after the model's first rounds
+    assert np.median(measured[4]) < 0.7 * np.median(measured[1])  # screening measured faster candidates
+
+
+def test_screening_needs_a_model_that_reads_code(tmp_path):
+    a, _ = _same_conv_twice()
+    builder = CodeBuilder()
+    tune_tasks([(a, 1)], 16, tmp_path / "x.db", FakeRunner(), builder, "xgb", batch_size=8, validate=False, screen=4)
+    assert builder.built == 16
+    with pytest.raises(ValueError, match="screen=0"):
+        tune_tasks([(a, 1)], 16, tmp_path / "y.db", FakeRunner(), builder, "xgb", screen=0)

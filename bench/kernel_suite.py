@@ -89,8 +89,12 @@ QUICK = (
 
 
 def named_kernels(names: str) -> tuple[Kernel, ...]:
-    """The suite entries (full and quick) named in the comma-separated ``names``."""
+    """The suite entries (full and quick) named in the comma-separated ``names``; ValueError names any unknown one."""
     wanted = names.split(",")
+    unknown = sorted(set(wanted) - {k.name for k in FULL + QUICK})
+    if unknown:
+        raise ValueError(f"unknown kernel {', '.join(unknown)} in {names!r}; known: "
+                         f"{', '.join(k.name for k in FULL + QUICK)}")
     return tuple(k for k in FULL + QUICK if k.name in wanted)
 
 

@@ -63,10 +63,10 @@ def tune_suite(workdir: str, trials: int, names: str | None = None) -> list[str]
     from schedules.measure import LocalBuilder
     from schedules.runner import LocalRunner
 
-    kernels = FULL if names is None else named_kernels(names)
-    if names is not None and len(kernels) != len(names.split(",")):
-        known = ", ".join(k.name for k in FULL + QUICK)
-        raise SystemExit(f"unknown kernel in {names!r}; known: {known}")
+    try:
+        kernels = FULL if names is None else named_kernels(names)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     os.makedirs(workdir, exist_ok=True)
     builder, runner = LocalBuilder(), LocalRunner()
     paths = []
@@ -331,7 +331,10 @@ def main(argv=None) -> int:
     trials = sorted(int(t) for t in (args.trials or ("8,16" if args.quick else "32,128")).split(","))
     suite = QUICK if args.quick else FULL
     if args.kernels:
-        suite = named_kernels(args.kernels)
+        try:
+            suite = named_kernels(args.kernels)
+        except ValueError as e:
+            ap.error(str(e))
     rounds = args.rounds or (5 if args.quick else 15)
     args.random = (6 if args.quick else 24) if args.random is None else args.random
     args.retest = (2 if args.quick else 4) if args.retest is None else args.retest

@@ -69,9 +69,10 @@ def main(argv=None) -> int:
     from schedules.measure import LocalBuilder
     from schedules.runner import LocalRunner
 
-    kernels = FULL if args.kernels == "all" else named_kernels(args.kernels)
-    if len(kernels) != (len(FULL) if args.kernels == "all" else len(args.kernels.split(","))):
-        ap.error(f"unknown kernel in {args.kernels!r}; known: {', '.join(k.name for k in FULL)}")
+    try:
+        kernels = FULL if args.kernels == "all" else named_kernels(args.kernels)
+    except ValueError as e:
+        ap.error(str(e))
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
     t0 = time.perf_counter()

@@ -17,7 +17,6 @@ None and models fall back to the knob features.
 from __future__ import annotations
 
 import json
-import os
 import math
 import re
 import shutil
@@ -167,8 +166,11 @@ def fill_counts(path: str, batch: int = 16, progress: bool = True) -> tuple[int,
     """Build again every successful measurement of the database at ``path`` whose machine-code counts it does not
     hold (measured before they were kept), and store the counts. Returns (filled, lacking). Measurements of another
     machine (a target that cannot run here) are left alone: their code is a cross build's."""
+    from rich.console import Console
+    from rich.progress import Progress
+
     from schedules.database import Database
-    from schedules.measure import LocalBuilder, MeasureInput
+    from schedules.measure import LocalBuilder, MeasureInput, discard
     from schedules.tvm_env import not_runnable_here
 
     db = Database(path)
@@ -178,29 +180,17 @@ def fill_counts(path: str, batch: int = 16, progress: bool = True) -> tuple[int,
         if not todo:
             return 0, 0
         filled = 0
-        with LocalBuilder() as builder:
+        with LocalBuilder() as builder, Progress(console=Console(stderr=True), disable=not progress) as bar:
             builder.start()
-            bar = None
-            if progress:
-                from rich.console import Console
-                from rich.progress import Progress
-
-                bar = Progress(console=Console(stderr=True))
-                bar.start()
-                task = bar.add_task(f"building {len(todo)} measurements of {path} for their code", total=len(todo))
-            try:
-                for k in range(0, len(todo), batch):
-                    for b in builder.build(todo[k:k + batch]):
-                        if b.compiled:
-                            db.add_compiled(b.input.workload, b.input.point, b.compiled)
-                            filled += 1
-                        if b.artifact and os.path.exists(b.artifact):
-                            os.unlink(b.artifact)
-                    if bar is not None:
-                        bar.update(task, advance=len(todo[k:k + batch]))
-            finally:
-                if bar is not None:
-                    bar.stop()
+            task = bar.add_task(f"building {len(todo)} measurements of {path} for their code", total=len(todo))
+            for k in range(0, len(todo), batch):
+                builds = builder.build(todo[k:k + batch])
+                for b in builds:
+                    if b.compiled:
+                        db.add_compiled(b.input.workload, b.input.point, b.compiled)
+                        filled += 1
+                discard(builds)
+                bar.update(task, advance=len(builds))
         return filled, len(todo)
     finally:
         db.close()

@@ -276,8 +276,9 @@ class CompiledXGBModel(XGBModel):
         knobs = extract_many(candidates)
         if not len(candidates):
             return np.zeros((0, knobs.shape[1] + len(COMPILED_NAMES)), dtype=np.float32)
-        counts = [c.compiled or (r.compiled if results is not None else None)
-                  for c, r in zip(candidates, results if results is not None else candidates)]
+        # a candidate's own counts (a built one), else its result's (a measured one)
+        counts = [c.compiled or getattr(r, "compiled", None)
+                  for c, r in zip(candidates, results if results is not None else [None] * len(candidates))]
         flops = np.exp2(knobs[:, INDEX["log_flops"]])  # the main stage's, as the knob features count them
         return np.hstack([knobs, np.stack([compiled_features(n, f) for n, f in zip(counts, flops)])])
 

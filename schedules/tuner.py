@@ -395,7 +395,6 @@ def remeasure(workload: Workload, points: Sequence[Point], rounds: int = 3, runn
     the point and its brackets alike and should cancel (three runs a measurement instead of one). A point whose
     brackets failed is left out of that round, as a failed measurement is. ``compiled``, a dict, receives each
     built point's machine-code counts (:mod:`schedules.compiled`)."""
-    import os
 
     from schedules.runner import LocalRunner
 
@@ -427,9 +426,7 @@ def remeasure(workload: Workload, points: Sequence[Point], rounds: int = 3, runn
         scale = statistics.median(ref_lats) if ref_lats else 0.0
         return {p: [x * scale for x in v] for p, v in ratios.items()}
     finally:
-        for b in builds:
-            if b.artifact and os.path.exists(b.artifact):
-                os.unlink(b.artifact)
+        discard(builds)
         if own_builder:
             builder.close()
         if own_runner:
